@@ -1,0 +1,41 @@
+import { Command, Option } from 'commander';
+import { loadConfig, type LoadedConfig } from '../src/config/load-config.js';
+import type { ConfigKey } from '../src/config/schema.js';
+
+/** Flags shared by every command that talks to the infrastructure, mapped to config keys. */
+const SHARED: [flag: string, key: ConfigKey, help: string][] = [
+  ['--redis-url <url>', 'redisUrl', 'Redis URL (env REDIS_URL; default redis://127.0.0.1:6379)'],
+  ['--database-url <url>', 'databaseUrl', 'PostgreSQL URL (env DATABASE_URL; default postgres://postgres@127.0.0.1:5432/detektr)'],
+  ['--db-schema <name>', 'dbSchema', 'PostgreSQL schema (env DETEKTR_DB_SCHEMA; default detektr)'],
+  ['--prefix <prefix>', 'prefix', 'prefix of every Redis key (env DETEKTR_PREFIX; default detektr:)'],
+  ['--log-level <level>', 'logLevel', 'debug | info | warn | error (env DETEKTR_LOG_LEVEL; default info)'],
+];
+
+const WORKER: [flag: string, key: ConfigKey, help: string][] = [
+  ['--metrics-port <port>', 'metricsPort', 'port of /metrics, /healthz, /readyz on 127.0.0.1 (0: any free port)'],
+  ['--metrics-host <host>', 'metricsHost', 'address the metrics server binds to (default 127.0.0.1)'],
+];
+
+const camel = (flag: string) => flag.replace(/^--/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+export function withConfigOptions(cmd: Command, opts: { worker?: boolean; only?: ConfigKey[] } = {}): Command {
+  cmd.option('-c, --config <file>', 'config file (YAML; env DETEKTR_CONFIG; default ./detektr.yml when present)');
+  for (const [flag, key, help] of [...SHARED, ...(opts.worker ? WORKER : [])]) {
+    if (!opts.only || opts.only.includes(key)) cmd.addOption(new Option(flag, help));
+  }
+  return cmd;
+}
+
+/** Builds the effective config: these flags > environment > config file > defaults. */
+export function resolveConfig(flags: Record<string, unknown>, extra: Partial<Record<ConfigKey, unknown>> = {}): LoadedConfig {
+  const mapped: Partial<Record<ConfigKey, unknown>> = { ...extra };
+  for (const [flag, key] of [...SHARED, ...WORKER]) {
+    const v = flags[camel(flag)];
+    if (v !== undefined) mapped[key] = v;
+  }
+  return loadConfig({ flags: mapped, configPath: flags.config as string | undefined });
+}
+
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

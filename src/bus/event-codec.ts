@@ -1,0 +1,56 @@
+import { EVENT_TYPES, type EventType, type LifecycleEvent } from '../domain/events.js';
+import { MalformedMessageError } from '../domain/errors.js';
+import { FieldReader, ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE, type FieldList } from './fields.js';
+
+const MAX_TEXT = 2000;
+
+export function encodeEvent(e: LifecycleEvent): FieldList {
+  return toFieldList({
+    v: MESSAGE_VERSION,
+    event_id: e.eventId,
+    type: e.type,
+    frame_id: e.frameId,
+    camera_id: e.cameraId,
+    at: e.at,
+    source: e.source,
+    processor_id: e.processorId,
+    capability: e.capability,
+    attempt: e.attempt,
+    duration_ms: e.durationMs === undefined ? undefined : Math.round(e.durationMs * 1000) / 1000,
+    error: e.error?.slice(0, MAX_TEXT),
+    reason: e.reason?.slice(0, MAX_TEXT),
+    // W3C traceparent, so a consumer of the event continues the emitter's trace.
+    traceparent: e.traceId && e.spanId ? `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}` : undefined,
+    data: e.data === undefined ? undefined : JSON.stringify(e.data),
+  });
+}
+
+export function decodeEvent(fields: FieldList): LifecycleEvent {
+  const r = new FieldReader(toFieldMap(fields));
+  const type = r.string('type');
+  if (!(EVENT_TYPES as readonly string[]).includes(type)) throw new MalformedMessageError(`unknown event type ${JSON.stringify(type.slice(0, 64))}`, 'type');
+  const durationRaw = r.optional('duration_ms');
+  const durationMs = durationRaw === undefined ? undefined : Number(durationRaw);
+  if (durationMs !== undefined && (!Number.isFinite(durationMs) || durationMs < 0)) throw new MalformedMessageError('field duration_ms must be a non-negative number', 'duration_ms');
+  const traceparent = r.traceparent();
+  const processorId = r.optional('processor_id');
+  const capability = r.optional('capability');
+  return {
+    eventId: r.string('event_id', ULID_FIELD_RE),
+    type: type as EventType,
+    frameId: r.string('frame_id', ULID_FIELD_RE),
+    cameraId: r.string('camera_id', ID_RE),
+    at: r.int('at', 0, 281_474_976_710_655),
+    source: r.string('source', ID_RE),
+    processorId: processorId === undefined ? undefined : r.string('processor_id', ID_RE),
+    capability: capability === undefined ? undefined : r.string('capability', ID_RE),
+    attempt: r.optionalInt('attempt', 1, 1_000_000),
+    durationMs,
+    error: r.optional('error')?.slice(0, MAX_TEXT),
+    reason: r.optional('reason')?.slice(0, MAX_TEXT),
+    traceId: traceparent?.slice(3, 35),
+    spanId: traceparent?.slice(36, 52),
+    sampled: traceparent === undefined ? undefined : (parseInt(traceparent.slice(53, 55), 16) & 1) === 1,
+    data: r.json('data'),
+  };
+}

@@ -1,0 +1,130 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { InvalidInputError } from '../domain/errors.js';
+import { CONFIG_KEYS, type ConfigKey, type KeySpec } from './schema.js';
+import { parseValue } from './parse-value.js';
+import { redactSecrets } from './redact-text.js';
+
+export type Source = 'flag' | 'env' | 'file' | 'default';
+
+export interface Config {
+  redisUrl: string;
+  databaseUrl: string;
+  dbSchema: string;
+  prefix: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  metricsHost: string;
+  metricsPort?: number;
+  streamMaxLen: number;
+  payloadTtl: number;
+  maxDeliveries: number;
+  claimIdle: number;
+  blockTime: number;
+  batchSize: number;
+  heartbeatInterval: number;
+  processorTtl: number;
+  fps: number;
+  jpegQuality: number;
+  cameras: string[];
+  traceUiUrl?: string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  sources: Record<ConfigKey, Source>;
+  file?: string;
+}
+
+export interface LoadConfigInput {
+  /** Values given as command-line flags, keyed by config key (undefined: not given). */
+  flags?: Partial<Record<ConfigKey, unknown>>;
+  env?: NodeJS.ProcessEnv;
+  /** Explicit --config path; else DETEKTR_CONFIG; else ./detektr.yml when present. */
+  configPath?: string;
+  cwd?: string;
+}
+
+const KEYS = Object.keys(CONFIG_KEYS) as ConfigKey[];
+const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const BY_FILE_NAME = new Map<string, ConfigKey>(KEYS.flatMap((k) => [[k, k], [kebab(k), k]] as [string, ConfigKey][]));
+
+function readConfigFile(path: string, explicit: boolean): Record<string, unknown> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (!explicit && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new InvalidInputError(`config file ${path}: cannot be read (${(err as Error).message})`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new InvalidInputError(`config file ${path}: not valid YAML (${(err as Error).message.split('\n')[0]})`, { cause: err });
+  }
+  if (doc == null) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new InvalidInputError(`config file ${path}: must be a mapping of keys to values`);
+  return doc as Record<string, unknown>;
+}
+
+/** Cameras in a file may be "id=url" strings or { id, url } objects. */
+function normaliseFileCameras(path: string, raw: unknown): unknown {
+  if (!Array.isArray(raw)) return raw;
+  return raw.map((c, i) => {
+    if (typeof c === 'string') return c;
+    if (c && typeof c === 'object' && typeof (c as { id?: unknown }).id === 'string' && typeof (c as { url?: unknown }).url === 'string') {
+      return `${(c as { id: string }).id}=${(c as { url: string }).url}`;
+    }
+    throw new InvalidInputError(`config file ${path}: cameras[${i}] must be "id=url" or { id, url }`);
+  });
+}
+
+/** flags > environment > config file > defaults; every value validated, every bad key named. */
+export function loadConfig(input: LoadConfigInput = {}): LoadedConfig {
+  const env = input.env ?? process.env;
+  const explicitPath = input.configPath ?? env.DETEKTR_CONFIG;
+  const path = explicitPath ?? `${input.cwd ?? process.cwd()}/detektr.yml`;
+  const fileValues = readConfigFile(path, explicitPath !== undefined);
+
+  const fromFile = new Map<ConfigKey, unknown>();
+  for (const [name, value] of Object.entries(fileValues ?? {})) {
+    const key = BY_FILE_NAME.get(name);
+    if (!key) {
+      throw new InvalidInputError(`config file ${path}: unknown key "${name}" (known keys: ${KEYS.join(', ')})`);
+    }
+    fromFile.set(key, key === 'cameras' ? normaliseFileCameras(path, value) : value);
+  }
+
+  const config: Record<string, unknown> = {};
+  const sources = {} as Record<ConfigKey, Source>;
+  for (const key of KEYS) {
+    const spec: KeySpec = CONFIG_KEYS[key];
+    const flag = input.flags?.[key];
+    const envValue = spec.env ? env[spec.env] : undefined;
+    if (flag !== undefined) {
+      config[key] = parseValue(`--${kebab(key)}`, spec, flag);
+      sources[key] = 'flag';
+    } else if (envValue !== undefined && envValue !== '') {
+      config[key] = parseValue(spec.env!, spec, envValue);
+      sources[key] = 'env';
+    } else if (fromFile.has(key)) {
+      config[key] = parseValue(`${path}: ${key}`, spec, fromFile.get(key));
+      sources[key] = 'file';
+    } else {
+      config[key] = spec.default;
+      sources[key] = 'default';
+    }
+  }
+  return { config: config as unknown as Config, sources, file: fileValues ? path : undefined };
+}
+
+/** The effective configuration with every secret redacted: safe to log or print. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of KEYS) {
+    const value = config[key];
+    const spec: KeySpec = CONFIG_KEYS[key];
+    out[key] = spec.secret && typeof value === 'string' ? redactSecrets(value) : key === 'cameras' ? (value as string[]).map(redactSecrets) : value;
+  }
+  return out;
+}

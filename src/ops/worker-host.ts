@@ -1,0 +1,110 @@
+import type { Redis } from 'ioredis';
+import type { Tracer } from '@opentelemetry/api';
+import type { Config } from '../config/load-config.js';
+import { redactedConfig } from '../config/load-config.js';
+import { redisKeys, type RedisKeys } from '../bus/keys.js';
+import { closeRedis, createBlockingRedis, createRedis } from '../bus/redis.js';
+import { createLogger, type Logger } from '../telemetry/logger.js';
+import { createMetrics, type Metrics } from '../telemetry/metrics.js';
+import { initTracing, type Tracing } from '../telemetry/tracing.js';
+import { startHttpServer, type Readiness, type Route } from '../telemetry/http-server.js';
+
+export interface WorkerContext {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  tracing: Tracing;
+  tracer: Tracer;
+  keys: RedisKeys;
+  /** Connections made through these are closed by the host at exit. */
+  redis(name?: string): Redis;
+  blockingRedis(name?: string): Redis;
+}
+
+export interface Worker {
+  run(): Promise<void>;
+  close(): Promise<void>;
+  readiness?(): Readiness | Promise<Readiness>;
+  routes?: Route[];
+}
+
+export interface WorkerHostOptions {
+  component: string;
+  config: Config;
+  defaultMetricsPort: number;
+  create(ctx: WorkerContext): Promise<Worker> | Worker;
+  /** Longest a graceful stop may take before the process exits anyway. */
+  stopTimeoutMs?: number;
+}
+
+/**
+ * Runs a long-lived worker: logging, tracing, metrics and health endpoints, and a clean
+ * stop on SIGINT/SIGTERM (the worker finishes or hands back its in-flight frames).
+ * Resolves with the process exit code.
+ */
+export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
+  const { config, component } = opts;
+  const logger = createLogger({ component, level: config.logLevel });
+  const tracing = initTracing(`detektr-${component}`);
+  const metrics = createMetrics(component);
+  const conns: Redis[] = [];
+  const ctx: WorkerContext = {
+    config, logger, metrics, tracing, tracer: tracing.tracer, keys: redisKeys(config.prefix),
+    redis: (name = component) => {
+      const c = createRedis({ url: config.redisUrl, name: `detektr:${name}`, logger });
+      conns.push(c);
+      return c;
+    },
+    blockingRedis: (name = component) => {
+      const c = createBlockingRedis({ url: config.redisUrl, name: `detektr:${name}`, logger, blockMs: config.blockTime });
+      conns.push(c);
+      return c;
+    },
+  };
+  logger.info('starting', { config: redactedConfig(config) });
+  const worker = await opts.create(ctx);
+  const http = await startHttpServer({
+    host: config.metricsHost,
+    port: config.metricsPort ?? opts.defaultMetricsPort,
+    registry: metrics.registry,
+    readiness: async () => {
+      const redisOk = conns.every((c) => c.status === 'ready');
+      const own = (await worker.readiness?.()) ?? { ready: true, checks: {} };
+      return { ready: redisOk && own.ready, checks: { redis: redisOk ? 'ok' : 'not connected', ...own.checks } };
+    },
+    routes: worker.routes,
+  });
+  logger.info('listening', { metrics: `http://${config.metricsHost}:${http.port}/metrics`, port: http.port });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn('second signal: exiting now', { signal });
+      process.exit(130);
+    }
+    logger.info('stopping', { signal });
+    const deadline = setTimeout(() => {
+      logger.error('graceful stop timed out; exiting', { timeout_ms: opts.stopTimeoutMs ?? 15_000 });
+      process.exit(1);
+    }, opts.stopTimeoutMs ?? 15_000);
+    deadline.unref();
+    stopping = worker.close();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  let code = 0;
+  try {
+    await worker.run();
+  } catch (err) {
+    logger.error('worker failed', { error: err });
+    code = 1;
+  }
+  await stopping;
+  await worker.close();
+  await http.close();
+  await tracing.shutdown();
+  await closeRedis(...conns);
+  logger.info('stopped', { exit_code: code });
+  return code;
+}

@@ -1,0 +1,119 @@
+import pg from 'pg';
+import { redactUrl } from '../config/redact.js';
+import { ConnectionError, InvalidInputError } from '../domain/errors.js';
+
+export interface PoolOptions {
+  /** Every connection runs with search_path set to this schema. */
+  schema?: string;
+  max?: number;
+  /** Give up connecting (or waiting for a free client) after this long. */
+  connectionTimeoutMs?: number;
+  /** Server-side statement_timeout; also the client-side query_timeout (plus slack). */
+  statementTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  applicationName?: string;
+  /** Errors of idle clients (server restart, network cut). The pool replaces the client. */
+  onError?: (err: Error) => void;
+}
+
+export const DEFAULT_POOL_OPTIONS = {
+  max: 10,
+  connectionTimeoutMs: 5_000,
+  statementTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
+} as const;
+
+const SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export function assertSchemaName(schema: string): string {
+  if (!SCHEMA_RE.test(schema)) {
+    throw new InvalidInputError(
+      `schema name "${schema}" is invalid: use lowercase letters, digits and _ (not first), at most 63 characters`,
+    );
+  }
+  return schema;
+}
+
+/** A validated schema as an SQL identifier; quoted so names like "user" work too. */
+export function schemaIdent(schema: string): string {
+  return `"${assertSchemaName(schema)}"`;
+}
+
+export function createPool(databaseUrl: string, opts: PoolOptions = {}): pg.Pool {
+  const o = { ...DEFAULT_POOL_OPTIONS, ...opts };
+  let connectionString = databaseUrl;
+  let options: string | undefined;
+  if (o.schema !== undefined) {
+    // pg lets the URL's own parameters override the config object, so an `options` in the
+    // URL would silently drop our search_path: merge the two instead.
+    const url = parseUrl(databaseUrl);
+    const fromUrl = url.searchParams.get('options');
+    if (fromUrl !== null) {
+      url.searchParams.delete('options');
+      connectionString = url.toString();
+    }
+    options = [fromUrl, `-c search_path=${schemaIdent(o.schema)}`].filter(Boolean).join(' ');
+  }
+  const pool = new pg.Pool({
+    connectionString,
+    options,
+    max: o.max,
+    connectionTimeoutMillis: o.connectionTimeoutMs,
+    idleTimeoutMillis: o.idleTimeoutMs,
+    statement_timeout: o.statementTimeoutMs,
+    // Client-side backstop for a server that stops answering (statement_timeout needs a live server).
+    query_timeout: o.statementTimeoutMs + 5_000,
+    idle_in_transaction_session_timeout: o.statementTimeoutMs * 2,
+    application_name: o.applicationName ?? 'detektr',
+  });
+  // Without a listener an idle client's error would crash the process.
+  pool.on('error', o.onError ?? (() => {}));
+  return pool;
+}
+
+/**
+ * Create the URL's database if it does not exist, connecting to the `postgres` database of
+ * the same server (a fresh server has only that one). Returns whether it created it.
+ */
+export async function ensureDatabase(databaseUrl: string, opts: { connectionTimeoutMs?: number } = {}): Promise<boolean> {
+  const url = parseUrl(databaseUrl);
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (database === '' || database === 'postgres') return false;
+  const timeout = opts.connectionTimeoutMs ?? DEFAULT_POOL_OPTIONS.connectionTimeoutMs;
+
+  const admin = new URL(url.toString());
+  admin.pathname = '/postgres';
+  const client = new pg.Client({
+    connectionString: admin.toString(),
+    connectionTimeoutMillis: timeout,
+    statement_timeout: timeout * 6,
+    query_timeout: timeout * 6,
+  });
+  try {
+    await client.connect();
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (rowCount) return false;
+    await client.query(`CREATE DATABASE "${database.replace(/"/g, '""')}"`);
+    return true;
+  } catch (err) {
+    // Another `detektr migrate` created it between our check and our CREATE.
+    if ((err as { code?: string }).code === '42P04') return false;
+    throw connectionError(`cannot create database "${database}"`, databaseUrl, err);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** A ConnectionError whose message names the server without its password. */
+export function connectionError(what: string, databaseUrl: string, err: unknown): ConnectionError {
+  const detail = err instanceof Error ? err.message : String(err);
+  return new ConnectionError(`${what} on ${redactUrl(databaseUrl)}: ${detail}`, { cause: err });
+}
+
+function parseUrl(databaseUrl: string): URL {
+  try {
+    return new URL(databaseUrl);
+  } catch {
+    throw new InvalidInputError(`database URL "${redactUrl(databaseUrl)}" is not a valid URL (postgres://user@host:5432/db)`);
+  }
+}

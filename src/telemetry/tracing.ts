@@ -1,0 +1,114 @@
+import { context, propagation, trace, SpanKind, SpanStatusCode, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { ATTR, MESSAGING_SYSTEM } from './attributes.js';
+
+export interface Tracing {
+  tracer: Tracer;
+  /** Whether spans leave the process (an OTLP endpoint or OTEL_TRACES_EXPORTER is set). */
+  exporting: boolean;
+  forceFlush(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+let active: { sdk: NodeSDK; processor: SpanProcessor; exporting: boolean } | undefined;
+
+function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const n = Number(env[name]);
+  return Number.isInteger(n) && n > 0 ? n : fallback;
+}
+
+/**
+ * Start the OpenTelemetry SDK once per process. Without an exporter configured we still
+ * register a real tracer provider: every frame gets a genuine trace id (stored with its
+ * journey, linkable later) even when nothing is exported and whatever the sampler decides.
+ */
+export function initTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing {
+  if (!active) {
+    const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    const exporting = Boolean(endpoint) && env.OTEL_TRACES_EXPORTER !== 'none';
+    // The SDK's default queue (2048) drops spans in bursts: size it for frame rates.
+    const processor: SpanProcessor = exporting
+      ? new BatchSpanProcessor(new OTLPTraceExporter(), {
+          maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 65_536),
+          maxExportBatchSize: envInt(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 1024),
+          scheduledDelayMillis: envInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 1000),
+          exportTimeoutMillis: envInt(env, 'OTEL_BSP_EXPORT_TIMEOUT', 10_000),
+        })
+      : new NoopSpanProcessor();
+    const sdk = new NodeSDK({
+      serviceName: env.OTEL_SERVICE_NAME || serviceName,
+      spanProcessors: [processor],
+      logRecordProcessors: [],
+      metricReaders: [],
+      instrumentations: [],
+    });
+    sdk.start();
+    active = { sdk, processor, exporting };
+  }
+  const { sdk, processor, exporting } = active;
+  return {
+    tracer: trace.getTracer('detektr'),
+    exporting,
+    forceFlush: () => processor.forceFlush(),
+    shutdown: async () => {
+      if (active?.sdk !== sdk) return;
+      active = undefined;
+      await Promise.race([sdk.shutdown(), new Promise((r) => setTimeout(r, 5000))]);
+    },
+  };
+}
+
+export interface TraceCarrier {
+  traceparent?: string;
+  tracestate?: string;
+}
+
+export function injectContext(ctx: Context = context.active()): TraceCarrier {
+  const carrier: Record<string, string> = {};
+  propagation.inject(ctx, carrier);
+  return { traceparent: carrier.traceparent, tracestate: carrier.tracestate };
+}
+
+export function extractContext(carrier: TraceCarrier): Context {
+  const c: Record<string, string> = {};
+  if (carrier.traceparent) c.traceparent = carrier.traceparent;
+  if (carrier.tracestate) c.tracestate = carrier.tracestate;
+  return propagation.extract(context.active(), c);
+}
+
+export function spanIds(span: Span): { traceId: string; spanId: string } {
+  const sc = span.spanContext();
+  return { traceId: sc.traceId, spanId: sc.spanId };
+}
+
+/** A messaging span named `<operation> <destination>` per the OpenTelemetry conventions. */
+export function startMessagingSpan(
+  tracer: Tracer,
+  operation: 'send' | 'process' | 'receive',
+  destination: string,
+  parent: Context,
+  attributes: Record<string, string | number | undefined> = {},
+): Span {
+  const attrs: Record<string, string | number> = {
+    [ATTR.messagingSystem]: MESSAGING_SYSTEM,
+    [ATTR.messagingOperationType]: operation,
+    [ATTR.messagingOperationName]: operation,
+    [ATTR.messagingDestination]: destination,
+  };
+  for (const [k, v] of Object.entries(attributes)) if (v !== undefined) attrs[k] = v;
+  return tracer.startSpan(
+    `${operation} ${destination}`,
+    { kind: operation === 'send' ? SpanKind.PRODUCER : SpanKind.CONSUMER, attributes: attrs },
+    parent,
+  );
+}
+
+export function endSpan(span: Span, err?: unknown): void {
+  if (err) {
+    span.recordException(err instanceof Error ? err : String(err));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+  }
+  span.end();
+}

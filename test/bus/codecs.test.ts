@@ -1,0 +1,110 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decodeEvent, encodeEvent } from '../../src/bus/event-codec.js';
+import { decodeFrame, encodeFrame } from '../../src/bus/frame-codec.js';
+import { MalformedMessageError } from '../../src/domain/errors.js';
+import { EVENT_TYPES, makeEvent } from '../../src/domain/events.js';
+import { frameIdTime, newFrameId } from '../../src/domain/frame-id.js';
+import type { FrameMessage } from '../../src/domain/frame.js';
+
+const name = fc.stringMatching(/^[A-Za-z0-9_.-]{1,64}$/);
+const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)).filter((s) => !/^0+$/.test(s));
+
+const frameArb = fc.record({
+  time: fc.integer({ min: 0, max: 2 ** 47 }),
+  cameraId: name,
+  width: fc.integer({ min: 1, max: 16384 }),
+  height: fc.integer({ min: 1, max: 16384 }),
+  sizeBytes: fc.integer({ min: 0, max: 1 << 28 }),
+  priority: fc.integer({ min: 0, max: 9 }),
+  capabilities: fc.array(name, { maxLength: 4 }),
+  trace: fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }),
+}).map(({ time, trace, ...r }): FrameMessage => {
+  const frameId = newFrameId(time);
+  return { frameId, capturedAt: frameIdTime(frameId), format: 'jpeg', payloadKey: `detektr:frame:${frameId}`, traceparent: trace ? `00-${trace[0]}-${trace[1]}-01` : undefined, ...r };
+});
+
+function fieldsOf(f: FrameMessage): Record<string, string> {
+  const list = encodeFrame(f);
+  return Object.fromEntries(Array.from({ length: list.length / 2 }, (_, i) => [list[2 * i], list[2 * i + 1]]));
+}
+const toList = (o: Record<string, string>) => Object.entries(o).flat();
+
+describe('frame message codec', () => {
+  it('round-trips any valid frame', () => {
+    fc.assert(fc.property(frameArb, (f) => {
+      expect(decodeFrame(encodeFrame(f))).toEqual(f);
+    }));
+  });
+
+  it('rejects each malformed field with an error naming it', () => {
+    const good = fieldsOf(fc.sample(frameArb, 1)[0]);
+    const cases: [string, string | undefined][] = [
+      ['frame_id', 'nope'], ['frame_id', undefined], ['camera_id', 'has space'], ['width', '-3'], ['width', '1.5'],
+      ['height', 'abc'], ['priority', '10'], ['size_bytes', '1e3'], ['traceparent', '00-zz-11-01'],
+      ['traceparent', `00-${'0'.repeat(32)}-${'1'.repeat(16)}-01`], ['captured_at', '1'], ['v', '2'], ['v', undefined],
+      ['capabilities', 'a,,b'],
+    ];
+    for (const [field, value] of cases) {
+      const f = { ...good };
+      if (value === undefined) delete f[field];
+      else f[field] = value;
+      let err: unknown;
+      try {
+        decodeFrame(toList(f));
+      } catch (e) {
+        err = e;
+      }
+      expect(err, `${field}=${value}`).toBeInstanceOf(MalformedMessageError);
+      expect((err as MalformedMessageError).field, `${field}=${value}`).toBe(field);
+    }
+  });
+
+  it('never throws anything but MalformedMessageError on arbitrary input', () => {
+    fc.assert(fc.property(fc.array(fc.string({ maxLength: 80 }), { maxLength: 40 }), (list) => {
+      try {
+        decodeFrame(list);
+      } catch (e) {
+        expect(e).toBeInstanceOf(MalformedMessageError);
+      }
+    }));
+  });
+});
+
+describe('lifecycle event codec', () => {
+  it('round-trips any valid event', () => {
+    const eventArb = fc.record({
+      type: fc.constantFrom(...EVENT_TYPES),
+      cameraId: name,
+      source: name,
+      processorId: fc.option(name, { nil: undefined }),
+      attempt: fc.option(fc.integer({ min: 1, max: 100 }), { nil: undefined }),
+      durationMs: fc.option(fc.integer({ min: 0, max: 1_000_000 }).map((n) => n / 1000), { nil: undefined }),
+      error: fc.option(fc.string({ minLength: 1, maxLength: 200 }), { nil: undefined }),
+      trace: fc.option(fc.tuple(hex(32), hex(16), fc.boolean()), { nil: undefined }),
+      data: fc.option(fc.dictionary(name, fc.oneof(fc.integer(), fc.string())), { nil: undefined }),
+    });
+    fc.assert(fc.property(eventArb, ({ trace, ...e }) => {
+      const ev = makeEvent({ ...e, frameId: newFrameId(), ...(trace ? { traceId: trace[0], spanId: trace[1], sampled: trace[2] } : {}) });
+      const back = decodeEvent(encodeEvent(ev));
+      expect(JSON.parse(JSON.stringify(back))).toEqual(JSON.parse(JSON.stringify(ev)));
+    }));
+  });
+
+  it('rejects unknown types and bad data, naming the field', () => {
+    const ev = makeEvent({ type: 'frame.captured', frameId: newFrameId(), cameraId: 'c1', source: 'capture' });
+    const list = encodeEvent(ev);
+    const set = (k: string, v: string) => {
+      const copy = [...list];
+      const i = copy.indexOf(k);
+      if (i >= 0) copy[i + 1] = v;
+      else copy.push(k, v);
+      return copy;
+    };
+    expect(() => decodeEvent(set('type', 'frame.teleported'))).toThrow(/unknown event type/);
+    expect(() => decodeEvent(set('data', '[1,2]'))).toThrow(/data must be a JSON object/);
+    expect(() => decodeEvent(set('data', '{oops'))).toThrow(/data is not JSON/);
+    expect(() => decodeEvent(set('duration_ms', '-1'))).toThrow(/duration_ms/);
+    expect(() => decodeEvent(set('at', 'yesterday'))).toThrow(/field at/);
+  });
+});

@@ -1,0 +1,54 @@
+import { Redis } from 'ioredis';
+import { redisKeys, type RedisKeys } from '../../src/bus/keys.js';
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** A prefix no other test uses, so tests can share one Redis. */
+export function uniquePrefix(label = 't'): string {
+  return `test:${label}:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`;
+}
+
+export interface TestRedis {
+  redis: Redis;
+  blocking: Redis;
+  prefix: string;
+  keys: RedisKeys;
+  cleanup(): Promise<void>;
+}
+
+export async function testRedis(label?: string): Promise<TestRedis> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const blocking = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const prefix = uniquePrefix(label);
+  return {
+    redis,
+    blocking,
+    prefix,
+    keys: redisKeys(prefix),
+    async cleanup() {
+      let cursor = '0';
+      do {
+        const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        cursor = next;
+        if (found.length) await redis.del(...found);
+      } while (cursor !== '0');
+      redis.disconnect();
+      blocking.disconnect();
+    },
+  };
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
