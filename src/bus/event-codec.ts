@@ -1,4 +1,5 @@
 import { EVENT_TYPES, type EventType, type LifecycleEvent } from '../domain/events.js';
+import { isCameraEventType, type CameraEvent } from '../domain/camera-events.js';
 import { MalformedMessageError } from '../domain/errors.js';
 import { FieldReader, ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE, type FieldList } from './fields.js';
 
@@ -53,4 +54,45 @@ export function decodeEvent(fields: FieldList): LifecycleEvent {
     sampled: traceparent === undefined ? undefined : (parseInt(traceparent.slice(53, 55), 16) & 1) === 1,
     data: r.json('data'),
   };
+}
+
+export function encodeCameraEvent(e: CameraEvent): FieldList {
+  return toFieldList({
+    v: MESSAGE_VERSION,
+    event_id: e.eventId,
+    type: e.type,
+    camera_id: e.cameraId,
+    at: e.at,
+    source: e.source,
+    reason: e.reason?.slice(0, MAX_TEXT),
+    data: e.data === undefined ? undefined : JSON.stringify(e.data),
+  });
+}
+
+function decodeCameraEvent(fields: FieldList): CameraEvent {
+  const r = new FieldReader(toFieldMap(fields));
+  const type = r.string('type');
+  if (!isCameraEventType(type)) throw new MalformedMessageError(`unknown camera event type ${JSON.stringify(type.slice(0, 64))}`, 'type');
+  return {
+    eventId: r.string('event_id', ULID_FIELD_RE),
+    type,
+    cameraId: r.string('camera_id', ID_RE),
+    at: r.int('at', 0, 281_474_976_710_655),
+    source: r.string('source', ID_RE),
+    reason: r.optional('reason')?.slice(0, MAX_TEXT),
+    data: r.json('data'),
+  };
+}
+
+export type BusEvent = LifecycleEvent | CameraEvent;
+
+export function isCameraEvent(e: BusEvent): e is CameraEvent {
+  return isCameraEventType(e.type);
+}
+
+/** Decodes any entry of the events stream: frame lifecycle or camera lifecycle. */
+export function decodeBusEvent(fields: FieldList): BusEvent {
+  const map = toFieldMap(fields);
+  const type = map.get('type') ?? '';
+  return isCameraEventType(type) ? decodeCameraEvent(fields) : decodeEvent(fields);
 }

@@ -1,7 +1,8 @@
 import type { ChainableCommander } from 'ioredis';
 import type { LifecycleEvent } from '../domain/events.js';
 import type { FrameMessage } from '../domain/frame.js';
-import { encodeEvent } from './event-codec.js';
+import type { CameraEvent } from '../domain/camera-events.js';
+import { encodeCameraEvent, encodeEvent } from './event-codec.js';
 import { encodeFrame } from './frame-codec.js';
 import type { RedisKeys } from './keys.js';
 
@@ -12,6 +13,10 @@ export function addEntry(tx: ChainableCommander, stream: string, fields: string[
 
 export function addEvent(tx: ChainableCommander, keys: RedisKeys, event: LifecycleEvent, maxLen: number): ChainableCommander {
   return addEntry(tx, keys.events, encodeEvent(event), maxLen);
+}
+
+export function addCameraEvent(tx: ChainableCommander, keys: RedisKeys, event: CameraEvent, maxLen: number): ChainableCommander {
+  return addEntry(tx, keys.events, encodeCameraEvent(event), maxLen);
 }
 
 export function addFrame(tx: ChainableCommander, stream: string, frame: FrameMessage, maxLen: number): ChainableCommander {
