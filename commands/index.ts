@@ -3,11 +3,13 @@ import { DetektrError, InvalidInputError, NotFoundError } from '../src/domain/er
 import { redactSecrets } from '../src/config/redact-text.js';
 import { bufferCommand } from './buffer.js';
 import { captureCommand } from './capture.js';
+import { configCommand } from './config.js';
 import { migrateCommand } from './migrate.js';
 import { processCommand } from './process.js';
 import { runCommand } from './run.js';
 import { storeCommand } from './store.js';
 import { traceCommand } from './trace.js';
+import { validateCommand } from './validate.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
@@ -30,7 +32,7 @@ Pipeline (each a long-lived worker; run them side by side):
 
 Environment: REDIS_URL, DATABASE_URL, DETEKTR_* (see docs/architecture.md), OTEL_* (OpenTelemetry).
 Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`);
-  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), traceCommand()]) {
+  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), traceCommand(), validateCommand(), configCommand()]) {
     program.addCommand(cmd);
   }
   const exitOverride = (cmd: Command) => {
