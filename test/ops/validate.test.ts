@@ -14,7 +14,7 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import { initTracing } from '../../src/telemetry/tracing.js';
 import { runDetektr } from '../helpers/cli.js';
 import { dropSchema, TEST_DATABASE_URL, uniqueSchema } from '../helpers/pg.js';
-import { REDIS_URL, testRedis, type TestRedis } from '../helpers/redis.js';
+import { REDIS_URL, testRedis, waitFor, type TestRedis } from '../helpers/redis.js';
 
 const tracing = initTracing('detektr-test');
 const logger = createLogger({ component: 'test', level: 'error' });
@@ -49,6 +49,7 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     void processor.run();
     void store.run();
     await publishFrame({ redis: t.redis, keys: t.keys, tracer: tracing.tracer, payloadTtlMs: 60_000, streamMaxLen: 1000 }, { cameraId: 'front', jpeg: syntheticJpeg(2000), ...SYNTHETIC_JPEG_SIZE });
+    await waitFor('the first frame stored', async () => (await pool.query("SELECT 1 FROM frame_metadata WHERE camera_id = 'front' AND state = 'completed'")).rowCount === 1);
     opts = { redis: t.redis, pool, keys: t.keys, tracer: tracing.tracer, processorTtlMs: 2000, maxLag: 100, maxFrameAgeMs: 60_000, e2e: { timeoutMs: 10_000, payloadTtlMs: 60_000, streamMaxLen: 1000 } };
   });
 
