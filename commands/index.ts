@@ -4,6 +4,7 @@ import { redactSecrets } from '../src/config/redact-text.js';
 import { bufferCommand } from './buffer.js';
 import { captureCommand } from './capture.js';
 import { configCommand } from './config.js';
+import { loadtestCommand } from './loadtest.js';
 import { migrateCommand } from './migrate.js';
 import { processCommand } from './process.js';
 import { runCommand } from './run.js';
@@ -32,7 +33,7 @@ Pipeline (each a long-lived worker; run them side by side):
 
 Environment: REDIS_URL, DATABASE_URL, DETEKTR_* (see docs/architecture.md), OTEL_* (OpenTelemetry).
 Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`);
-  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), traceCommand(), validateCommand(), configCommand()]) {
+  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), traceCommand(), validateCommand(), loadtestCommand(), configCommand()]) {
     program.addCommand(cmd);
   }
   const exitOverride = (cmd: Command) => {

@@ -34,7 +34,7 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     extra.push(c);
     return c;
   };
-  const byName = (checks: { check: string; status: string }[], name: string) => checks.find((c) => c.check === name);
+  const byName = (checks: { check: string; status: string; detail: string }[], name: string) => checks.find((c) => c.check === name);
 
   beforeAll(async () => {
     t = await testRedis('validate');
