@@ -2,7 +2,9 @@
 """A real RTSP server on 127.0.0.1 for tests and benchmarks (GStreamer's RTSP server).
 
 usage: rtsp-server.py PORT [--mount /cam] [--size 1280x720] [--fps 25] [--codec h264|h265]
-       [--user USER --password PASS] [--pattern smpte|black|snow|...]
+       [--user USER --password PASS] [--pattern smpte|black|snow|ball|...] [--speed N]
+--speed scrolls the pattern N pixels per frame (videotestsrc horizontal-speed): a moving
+picture, so the stream is neither frozen nor trivially cheap to decode.
 Prints "READY rtsp://127.0.0.1:PORT/cam" on stdout once it listens.
 """
 import argparse
@@ -23,6 +25,7 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--codec", choices=["h264", "h265"], default="h264")
     ap.add_argument("--pattern", default="smpte")
+    ap.add_argument("--speed", type=int, default=0)
     ap.add_argument("--user")
     ap.add_argument("--password")
     a = ap.parse_args()
@@ -33,7 +36,7 @@ def main() -> None:
         else "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! rtph265pay name=pay0 pt=96"
     )
     launch = (
-        f"( videotestsrc is-live=true pattern={a.pattern} ! video/x-raw,width={w},height={h},framerate={a.fps}/1 ! {enc} )"
+        f"( videotestsrc is-live=true pattern={a.pattern} horizontal-speed={a.speed} ! video/x-raw,width={w},height={h},framerate={a.fps}/1 ! {enc} )"
     )
     Gst.init(None)
     server = GstRtspServer.RTSPServer()

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
 import { dropSchema, TEST_DATABASE_URL, uniqueSchema } from '../helpers/pg.js';
-import { REDIS_URL, testRedis, type TestRedis } from '../helpers/redis.js';
+import { REDIS_URL, testRedis } from '../helpers/redis.js';
 
 const FLAKY = fileURLToPath(new URL('../fixtures/flaky-processor.mjs', import.meta.url));
 
