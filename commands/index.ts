@@ -8,6 +8,7 @@ import { loadtestCommand } from './loadtest.js';
 import { migrateCommand } from './migrate.js';
 import { processCommand } from './process.js';
 import { runCommand } from './run.js';
+import { statusCommand } from './status.js';
 import { storeCommand } from './store.js';
 import { traceCommand } from './trace.js';
 import { validateCommand } from './validate.js';
@@ -33,7 +34,7 @@ Pipeline (each a long-lived worker; run them side by side):
 
 Environment: REDIS_URL, DATABASE_URL, DETEKTR_* (see docs/architecture.md), OTEL_* (OpenTelemetry).
 Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`);
-  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), traceCommand(), validateCommand(), loadtestCommand(), configCommand()]) {
+  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), traceCommand(), validateCommand(), loadtestCommand(), statusCommand(), configCommand()]) {
     program.addCommand(cmd);
   }
   const exitOverride = (cmd: Command) => {
