@@ -3,8 +3,8 @@ import { parseFrameId } from '../src/domain/frame-id.js';
 import { NotFoundError } from '../src/domain/errors.js';
 import { createPool } from '../src/store/pg.js';
 import { findJourney } from '../src/trace/journey.js';
-import { renderJourney } from '../src/trace/render-journey.js';
-import { traceLink } from '../src/trace/trace-link.js';
+import { renderJourney, traceLink } from '../src/trace/render-journey.js';
+
 import { resolveConfig, withConfigOptions } from './common.js';
 
 export function traceCommand(): Command {
@@ -22,7 +22,7 @@ export function traceCommand(): Command {
     try {
       const journey = await findJourney(pool, frameId);
       if (!journey) throw new NotFoundError(`frame ${frameId} not found in ${config.dbSchema} (is \`detektr store\` running, and is the frame older than the retention?)`);
-      const url = traceLink(config.traceUiUrl, journey.traceId);
+      const url = traceLink(journey.traceId, config.traceUiUrl);
       if (flags.json) process.stdout.write(JSON.stringify({ ...journey, traceUrl: url }, null, 2) + '\n');
       else process.stdout.write(renderJourney(journey, { traceUrl: url, color: process.stdout.isTTY }) + '\n');
     } finally {

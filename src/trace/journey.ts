@@ -192,6 +192,8 @@ export async function findJourney(db: pg.Pool | pg.PoolClient, frameId: string):
 
 const TERMINAL_EVENTS = new Set<EventType>(['processing.completed', 'processing.failed', 'frame.dropped']);
 
+const STAGE_RANK: Record<StageState, number> = { queued: 1, processing: 2, completed: 3, failed: 3, dropped: 3 };
+
 const STAGE_TARGET: Partial<Record<EventType, StageState>> = {
   'frame.queued': 'queued',
   'processing.started': 'processing',
@@ -202,8 +204,8 @@ const STAGE_TARGET: Partial<Record<EventType, StageState>> = {
 
 /**
  * Replays the events (in journey order) through the domain state machines and says, once
- * per offending event, what they reject. An invalid stage move is ignored (the machine
- * rejects it) unless the stage did not exist yet: then the stage starts where the event says.
+ * per offending event, what they reject. After an invalid stage move the stage goes on from
+ * the further of the two states, as the store's projection does (the furthest event wins).
  */
 export function replay(events: readonly JourneyEvent[]): { state: FrameState; anomalies: string[] } {
   const anomalies: string[] = [];
@@ -237,7 +239,7 @@ export function replay(events: readonly JourneyEvent[]): { state: FrameState; an
       } catch (err) {
         stageOk = false;
         problem((err as Error).message);
-        if (from === undefined) stages.set(e.processorId, to);
+        if (from === undefined || STAGE_RANK[to] > STAGE_RANK[from]) stages.set(e.processorId, to);
       }
     }
 

@@ -28,7 +28,10 @@ const BAR_WIDTH = 20;
 export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
   const paint: Paint = opts.color ? (style, text) => `\x1b[${ANSI[style]}m${text}\x1b[0m` : (_style, text) => text;
   const state = (s: string) => paint(STATE_STYLE[s] ?? 'gray', s);
-  const tableStyle = opts.color ? { head: ['cyan'], border: ['gray'] } : { head: [], border: [] };
+  // compact: no rule between rows, so a long journey stays on one screen.
+  const tableStyle = opts.color
+    ? { head: ['cyan'], border: ['gray'], compact: true }
+    : { head: [], border: [], compact: true };
 
   const header = new Table({ style: tableStyle });
   header.push(
@@ -62,9 +65,9 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
         s.processorId,
         s.capability ?? '',
         s.error ? `${state(s.state)}: ${s.error}` : state(s.state),
-        s.attempts,
-        s.waitMs === null ? '' : ms(s.waitMs),
-        s.durationMs === null ? '' : ms(s.durationMs),
+        { content: s.attempts, hAlign: 'right' },
+        { content: s.waitMs === null ? '' : ms(s.waitMs), hAlign: 'right' },
+        { content: s.durationMs === null ? '' : ms(s.durationMs), hAlign: 'right' },
         bar(s, j.capturedAt, scale, paint),
       ]);
     }
