@@ -16,9 +16,10 @@ export interface TestRedis {
   cleanup(): Promise<void>;
 }
 
-export async function testRedis(label?: string): Promise<TestRedis> {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  const blocking = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+/** Two connections (one for blocking reads) and a unique prefix; `url` defaults to REDIS_URL. */
+export async function testRedis(label?: string, url = REDIS_URL): Promise<TestRedis> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  const blocking = new Redis(url, { maxRetriesPerRequest: 1 });
   const prefix = uniquePrefix(label);
   return {
     redis,
