@@ -104,6 +104,7 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
   });
 
   it('fails when a consumer group is missing', async () => {
+    await store.close(); // a running store recreates its group at once
     await t.redis.xgroup('DESTROY', t.keys.events, 'store');
     const r = await validate({ ...opts, e2e: undefined });
     expect(byName(r.checks, `group ${t.keys.events} store`)).toMatchObject({ status: 'fail', detail: expect.stringContaining('no consumer group "store"') });
