@@ -3,6 +3,9 @@
 
 usage: rtsp-server.py PORT [--mount /cam] [--size 1280x720] [--fps 25] [--codec h264|h265]
        [--user USER --password PASS] [--pattern smpte|black|snow|ball|...] [--speed N]
+       [--preset ultrafast|veryfast|...] [--bitrate KBITS]
+--preset (x264/x265 speed preset, default ultrafast) and --bitrate (kbit/s, default 2048):
+"veryfast" gives CABAC and the High profile, closer to what IP cameras send.
 --speed scrolls the pattern N pixels per frame (videotestsrc horizontal-speed): a moving
 picture, so the stream is neither frozen nor trivially cheap to decode.
 Prints "READY rtsp://127.0.0.1:PORT/cam" on stdout once it listens.
@@ -26,14 +29,16 @@ def main() -> None:
     ap.add_argument("--codec", choices=["h264", "h265"], default="h264")
     ap.add_argument("--pattern", default="smpte")
     ap.add_argument("--speed", type=int, default=0)
+    ap.add_argument("--preset", default="ultrafast")
+    ap.add_argument("--bitrate", type=int, default=2048)
     ap.add_argument("--user")
     ap.add_argument("--password")
     a = ap.parse_args()
     w, h = a.size.split("x")
     enc = (
-        "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! rtph264pay name=pay0 pt=96"
+        f"x264enc tune=zerolatency speed-preset={a.preset} bitrate={a.bitrate} key-int-max=25 ! rtph264pay name=pay0 pt=96"
         if a.codec == "h264"
-        else "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! rtph265pay name=pay0 pt=96"
+        else f"x265enc tune=zerolatency speed-preset={a.preset} bitrate={a.bitrate} key-int-max=25 ! rtph265pay name=pay0 pt=96"
     )
     launch = (
         f"( videotestsrc is-live=true pattern={a.pattern} horizontal-speed={a.speed} ! video/x-raw,width={w},height={h},framerate={a.fps}/1 ! {enc} )"
