@@ -5,6 +5,7 @@ import { bufferCommand } from './buffer.js';
 import { captureCommand } from './capture.js';
 import { configCommand } from './config.js';
 import { loadtestCommand } from './loadtest.js';
+import { maintainCommand } from './maintain.js';
 import { migrateCommand } from './migrate.js';
 import { processCommand } from './process.js';
 import { runCommand } from './run.js';
@@ -34,7 +35,7 @@ Pipeline (each a long-lived worker; run them side by side):
 
 Environment: REDIS_URL, DATABASE_URL, DETEKTR_* (see docs/architecture.md), OTEL_* (OpenTelemetry).
 Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`);
-  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), traceCommand(), validateCommand(), loadtestCommand(), statusCommand(), configCommand()]) {
+  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), maintainCommand(), traceCommand(), validateCommand(), loadtestCommand(), statusCommand(), configCommand()]) {
     program.addCommand(cmd);
   }
   const exitOverride = (cmd: Command) => {

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { DetektrError } from '../domain/errors.js';
-import { schemaIdent } from './pg.js';
+import { schemaIdent, withClient } from './pg.js';
 
 export interface MigrationRef {
   version: number;
@@ -21,11 +21,21 @@ export interface MigrateResult {
   pending: MigrationRef[];
 }
 
+export type StorageKind = 'native' | 'timescaledb';
+
 export interface MigrateOptions {
   pool: pg.Pool;
   schema: string;
   migrationsDir?: string;
   dryRun?: boolean;
+  /**
+   * Which storage path migration 002 builds: TimescaleDB hypertables, native range
+   * partitioning, or `auto` (TimescaleDB when the extension is installed or preloaded).
+   * Only read when 002 is applied; recorded in detektr_storage.
+   */
+  storage?: 'auto' | StorageKind;
+  /** Partition / chunk width (a PostgreSQL interval, 1 hour .. 31 days); default 1 day. */
+  partitionInterval?: string;
 }
 
 interface MigrationFile extends MigrationRef {
@@ -74,14 +84,18 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
   const schema = schemaIdent(opts.schema);
   const files = await loadMigrations(opts.migrationsDir);
   const applied: MigrationRef[] = [];
-  const client = await opts.pool.connect();
-  try {
+  return withClient(opts.pool, async (client) => {
     for (;;) {
       await client.query('BEGIN');
       try {
         await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`detektr:migrate:${opts.schema}`]);
         await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
         await client.query(`SET LOCAL search_path TO ${schema}`);
+        // Settings the migrations read with current_setting('detektr.*', true).
+        await client.query("SELECT set_config('detektr.storage', $1, true), set_config('detektr.partition_interval', $2, true)", [
+          opts.storage ?? 'auto',
+          opts.partitionInterval ?? '',
+        ]);
         await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
           version integer PRIMARY KEY,
           name text NOT NULL,
@@ -114,9 +128,7 @@ export async function migrate(opts: MigrateOptions): Promise<MigrateResult> {
         throw err;
       }
     }
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Highest applied migration version of the schema (or of the pool's search_path); 0 when none. */

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { CameraEventType } from '../domain/camera-events.js';
 import type { EventType } from '../domain/events.js';
 import { frameIdTime, parseFrameId, type FrameId } from '../domain/frame-id.js';
 import {
@@ -27,8 +28,17 @@ import {
  *                "waitMs",                             // queued -> first start
  *                "error"? }],
  *   "totalMs": 142,                                  // capture -> last terminal event; null if none
- *   "anomalies": ["processing.completed 01J... (motion) at +40ms: invalid stage transition completed -> completed"]
+ *   "anomalies": ["processing.completed 01J... (motion) at +40ms: invalid stage transition completed -> completed"],
+ *   "sampled": true,                                 // the trace's sampled flag; false: no spans were exported
+ *                                                    // (the journey is complete anyway); null: no trace context
+ *   "cameraEvents": [{ "eventId", "type",            // camera.online|camera.offline|camera.frozen of the frame's
+ *                      "at", "offsetMs",              // camera within +-cameraWindowMs of the capture
+ *                      "source", "reason"? }],
+ *   "cameraWindowMs": 60000
  * }
+ *
+ * `detektr trace find --json` adds "traceUrl"/"traceSearchUrl" (links to the trace UI, when
+ * configured) and, with --spans, "spans" (see src/trace/trace-backend.ts) or "spansError".
  */
 export interface Journey {
   frameId: FrameId;
@@ -45,6 +55,19 @@ export interface Journey {
   stages: JourneyStage[];
   totalMs: number | null;
   anomalies: string[];
+  sampled: boolean | null;
+  cameraEvents: JourneyCameraEvent[];
+  cameraWindowMs: number;
+}
+
+export interface JourneyCameraEvent {
+  eventId: string;
+  type: CameraEventType;
+  at: string;
+  /** Since the frame's capture: negative before it. */
+  offsetMs: number;
+  source: string;
+  reason?: string;
 }
 
 export interface JourneyEvent {
@@ -85,6 +108,7 @@ interface Row {
     height: number | null;
     format: string | null;
     size_bytes: number | null;
+    sampled: boolean | null;
   } | null;
   events: Array<{
     event_id: string;
@@ -100,7 +124,9 @@ interface Row {
     reason: string | null;
     trace_id: string | null;
     span_id: string | null;
+    sampled: boolean | null;
   }>;
+  camera: Array<{ event_id: string; type: CameraEventType; at_ms: number; source: string; reason: string | null }>;
   stages: Array<{
     processor_id: string;
     capability: string | null;
@@ -114,28 +140,45 @@ interface Row {
   }>;
 }
 
-// One round trip; every WHERE names captured_at so a partitioned table is read in one partition.
+// One round trip. Every WHERE on the frame tables names captured_at (the time in the frame
+// id), so a partitioned table is read in exactly one partition, by its primary key.
 const JOURNEY_SQL = `
+WITH m AS (
+  SELECT camera_id, state, dropped_reason, trace_id, width, height, format, size_bytes, sampled
+  FROM frame_metadata WHERE captured_at = $2 AND frame_id = $1
+),
+e AS (
+  SELECT event_id, type, camera_id, extract(epoch FROM at) * 1000 AS at_ms, source, processor_id, capability,
+         attempt, duration_ms, error, reason, trace_id, span_id, sampled
+  FROM frame_events WHERE captured_at = $2 AND frame_id = $1
+)
 SELECT
-  (SELECT row_to_json(m) FROM (
-     SELECT camera_id, state, dropped_reason, trace_id, width, height, format, size_bytes
-     FROM frame_metadata WHERE captured_at = $2 AND frame_id = $1) m) AS frame,
-  (SELECT coalesce(json_agg(e ORDER BY e.at_ms, e.event_id), '[]') FROM (
-     SELECT event_id, type, camera_id, extract(epoch FROM at) * 1000 AS at_ms, source, processor_id, capability,
-            attempt, duration_ms, error, reason, trace_id, span_id
-     FROM frame_events WHERE captured_at = $2 AND frame_id = $1) e) AS events,
+  (SELECT row_to_json(m) FROM m) AS frame,
+  (SELECT coalesce(json_agg(e ORDER BY e.at_ms, e.event_id), '[]') FROM e) AS events,
   (SELECT coalesce(json_agg(s ORDER BY s.queued_ms NULLS LAST, s.processor_id), '[]') FROM (
      SELECT processor_id, capability, state, attempts, extract(epoch FROM queued_at) * 1000 AS queued_ms,
             extract(epoch FROM started_at) * 1000 AS started_ms, extract(epoch FROM finished_at) * 1000 AS finished_ms,
             duration_ms, error
-     FROM processing_stages WHERE captured_at = $2 AND frame_id = $1) s) AS stages`;
+     FROM processing_stages WHERE captured_at = $2 AND frame_id = $1) s) AS stages,
+  (SELECT coalesce(json_agg(c ORDER BY c.at_ms, c.event_id), '[]') FROM (
+     SELECT event_id, type, extract(epoch FROM at) * 1000 AS at_ms, source, reason
+     FROM camera_events
+     WHERE camera_id = coalesce((SELECT camera_id FROM m), (SELECT camera_id FROM e LIMIT 1))
+       AND at BETWEEN $2::timestamptz - $3 * interval '1 millisecond' AND $2::timestamptz + $3 * interval '1 millisecond'
+     ORDER BY at LIMIT 200) c) AS camera`;
+
+export interface FindJourneyOptions {
+  /** Camera events this far before and after the capture are included; default 60 s. */
+  cameraWindowMs?: number;
+}
 
 /** The journey of a frame, or null when the store knows nothing of it. Throws InvalidInputError for a non-ULID. */
-export async function findJourney(db: pg.Pool | pg.PoolClient, frameId: string): Promise<Journey | null> {
+export async function findJourney(db: pg.Pool | pg.PoolClient, frameId: string, opts: FindJourneyOptions = {}): Promise<Journey | null> {
   const id = parseFrameId(frameId);
   const capturedMs = frameIdTime(id);
-  const { rows } = await db.query<Row>(JOURNEY_SQL, [id, new Date(capturedMs).toISOString()]);
-  const { frame, events: evRows, stages: stRows } = rows[0];
+  const cameraWindowMs = opts.cameraWindowMs ?? 60_000;
+  const { rows } = await db.query<Row>(JOURNEY_SQL, [id, new Date(capturedMs).toISOString(), cameraWindowMs]);
+  const { frame, events: evRows, stages: stRows, camera } = rows[0];
   if (!frame && evRows.length === 0) return null;
 
   const events = evRows.map((r) =>
@@ -187,6 +230,18 @@ export async function findJourney(db: pg.Pool | pg.PoolClient, frameId: string):
     stages,
     totalMs: terminal.length ? Math.max(...terminal.map((e) => e.offsetMs)) : null,
     anomalies,
+    sampled: frame?.sampled ?? captured?.sampled ?? evRows.find((e) => e.sampled !== null)?.sampled ?? null,
+    cameraEvents: camera.map((c) =>
+      compact<JourneyCameraEvent>({
+        eventId: c.event_id,
+        type: c.type,
+        at: iso(c.at_ms),
+        offsetMs: round(c.at_ms - capturedMs),
+        source: c.source,
+        reason: c.reason,
+      }),
+    ),
+    cameraWindowMs,
   }, ['droppedReason']);
 }
 

@@ -1,12 +1,15 @@
 import Table from 'cli-table3';
 import type { Journey, JourneyEvent, JourneyStage } from './journey.js';
+import type { SpanSummary } from './trace-backend.js';
 
 export interface RenderOptions {
-  /**
-   * Trace UI base URL. "{traceId}" in it is replaced by the trace id (Tempo/Grafana style
-   * links); otherwise "/trace/<traceId>" is appended (Jaeger UI).
-   */
+  /** Link to the frame's trace in the trace UI (see trace-backend.ts traceLinks). */
   traceUrl?: string;
+  /** Link to a search for the frame's spans (Jaeger tag search, Tempo TraceQL). */
+  traceSearchUrl?: string;
+  /** `trace find --spans`: the spans fetched from the backend, or why they could not be. */
+  spans?: SpanSummary[];
+  spansError?: string;
   color?: boolean;
 }
 
@@ -40,10 +43,10 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
     { state: j.droppedReason ? `${state(j.state)} (${j.droppedReason})` : state(j.state) },
     { 'captured at': j.capturedAt },
     { 'total ms': j.totalMs === null ? '-' : ms(j.totalMs) },
-    { 'trace id': j.traceId ?? '-' },
+    { 'trace id': j.traceId === null ? '-' : j.sampled === false ? `${j.traceId} (not sampled: no spans exported; this journey is complete anyway)` : j.traceId },
   );
-  const link = traceLink(j.traceId, opts.traceUrl);
-  if (link) header.push({ 'trace link': link });
+  if (opts.traceUrl) header.push({ 'trace link': opts.traceUrl });
+  if (opts.traceSearchUrl) header.push({ 'frame search': opts.traceSearchUrl });
   if (j.width !== null && j.height !== null) {
     header.push({ image: `${j.width}x${j.height} ${j.format ?? ''} ${j.sizeBytes === null ? '' : `${j.sizeBytes} B`}`.trim() });
   }
@@ -73,16 +76,56 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
     }
     parts.push('stages', stages.toString());
   }
+  if (j.cameraEvents.length > 0) {
+    const cams = new Table({ head: ['+ms', `camera ${j.cameraId} (within ${Math.round(j.cameraWindowMs / 1000)} s)`, 'source', 'reason'], style: tableStyle });
+    for (const c of j.cameraEvents) {
+      const style = c.type === 'camera.online' ? 'green' : c.type === 'camera.offline' ? 'red' : 'yellow';
+      cams.push([{ content: signedMs(c.offsetMs), hAlign: 'right' }, paint(style, c.type), c.source, c.reason ?? '']);
+    }
+    parts.push('camera events', cams.toString());
+  }
+  if (opts.spans) parts.push(...renderSpans(opts.spans, Date.parse(j.capturedAt), paint));
+  else if (opts.spansError) parts.push(paint('yellow', `spans: ${opts.spansError}`));
   if (j.anomalies.length > 0) {
     parts.push(paint('yellow', 'anomalies'), ...j.anomalies.map((a) => `  ${paint('yellow', '!')} ${a}`));
   }
   return parts.join('\n');
 }
 
-export function traceLink(traceId: string | null, traceUrl: string | undefined): string | undefined {
-  if (!traceId || !traceUrl) return undefined;
-  if (traceUrl.includes('{traceId}')) return traceUrl.replaceAll('{traceId}', traceId);
-  return `${traceUrl.replace(/\/+$/, '')}/trace/${traceId}`;
+function signedMs(v: number): string {
+  return v > 0 ? `+${ms(v)}` : ms(v);
+}
+
+/** The span tree (children under their parent, by start), with a bar on the frame's timeline. */
+function renderSpans(spans: SpanSummary[], t0: number, paint: Paint): string[] {
+  if (spans.length === 0) return [paint('gray', 'spans: the backend has no spans for this trace (not sampled, or expired)')];
+  const ids = new Set(spans.map((s) => s.spanId));
+  const children = new Map<string | undefined, SpanSummary[]>();
+  for (const s of spans) {
+    const parent = s.parentSpanId && ids.has(s.parentSpanId) ? s.parentSpanId : undefined;
+    children.set(parent, [...(children.get(parent) ?? []), s]);
+  }
+  const start = Math.min(t0, ...spans.map((s) => s.startMs));
+  const end = Math.max(...spans.map((s) => s.startMs + s.durationMs));
+  const scale = Math.max(end - start, 1);
+  const table = new Table({ head: ['+ms', 'span', 'service', 'ms', 'timeline'], style: { head: [], border: [], compact: true } });
+  const walk = (parent: string | undefined, depth: number) => {
+    for (const s of children.get(parent) ?? []) {
+      const from = Math.round(((s.startMs - start) / scale) * BAR_WIDTH);
+      const width = Math.max(1, Math.round((s.durationMs / scale) * BAR_WIDTH));
+      const bar = ' '.repeat(Math.min(BAR_WIDTH, from)) + paint(s.status === 'error' ? 'red' : 'blue', '█'.repeat(Math.min(width, BAR_WIDTH - Math.min(BAR_WIDTH - 1, from))));
+      table.push([
+        { content: ms(Math.round((s.startMs - t0) * 10) / 10), hAlign: 'right' },
+        `${'  '.repeat(depth)}${s.status === 'error' ? paint('red', s.name) : s.name}`,
+        s.service,
+        { content: ms(Math.round(s.durationMs * 10) / 10), hAlign: 'right' },
+        bar,
+      ]);
+      walk(s.spanId, depth + 1);
+    }
+  };
+  walk(undefined, 0);
+  return [`spans (${spans.length})`, table.toString()];
 }
 
 function eventType(e: JourneyEvent, paint: Paint): string {

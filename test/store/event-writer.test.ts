@@ -5,7 +5,7 @@ import { MalformedMessageError } from '../../src/domain/errors.js';
 import type { LifecycleEvent } from '../../src/domain/events.js';
 import { ulid } from 'ulid';
 import type { FrameId } from '../../src/domain/frame-id.js';
-import { writeEvents } from '../../src/store/event-writer.js';
+import { writeBatch, writeEvents } from '../../src/store/event-writer.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createPool } from '../../src/store/pg.js';
 
@@ -304,6 +304,64 @@ describe('writeEvents', () => {
     }
     expect((await frame(d, events[0].frameId)).state).toBe('completed');
     expect((await stages(d, events[0].frameId)).map((s) => s.state)).toEqual(['completed', 'completed']);
+  });
+
+  it('records the end-to-end time of finished frames and the trace\'s sampled flag', async () => {
+    const events = frameEvents({ motion: 'completed', sample: 'failed' });
+    for (const e of events) e.sampled = false;
+    const open = frameEvents({ motion: 'processing' });
+    await writeEvents(db.pool, [...events, ...open]);
+    // queued +2 (motion) / +3 (sample), finished 40 ms after queueing
+    expect(await frame(db, events[0].frameId)).toMatchObject({ state: 'failed', total_ms: 43, sampled: false });
+    expect(await frame(db, open[0].frameId)).toMatchObject({ state: 'processing', total_ms: null, sampled: true });
+  });
+
+  it('writeBatch: parallel sub-batches give the same projection as one writer, and camera events once', async () => {
+    const t0 = Date.now() - 7_200_000;
+    const all: LifecycleEvent[] = [];
+    for (let i = 0; i < 60; i++) {
+      all.push(...frameEvents(i % 7 === 0 ? { motion: 'failed', sample: 'completed' } : { motion: 'completed' }, { t0: t0 + i * 50, camera: `cam${i % 3}` }));
+    }
+    const single = await newDb();
+    await writeEvents(single.pool, all);
+    const parallel = await newDb();
+    const shuffled = shuffle(all, 11);
+    const camera = [
+      { eventId: newEventId(t0), type: 'camera.offline' as const, cameraId: 'cam1', at: t0, source: 'capture', reason: 'refused' },
+      { eventId: newEventId(t0 + 500), type: 'camera.online' as const, cameraId: 'cam1', at: t0 + 500, source: 'capture', data: { fps: 5 } },
+    ];
+    let inserted = 0;
+    for (let i = 0; i < shuffled.length; i += 40) {
+      inserted += (await writeBatch(parallel.pool, shuffled.slice(i, i + 40), i === 0 ? camera : [], { parallelism: 4 })).inserted;
+    }
+    expect(inserted).toBe(all.length);
+    expect(await projection(parallel)).toEqual(await projection(single));
+    expect(await writeBatch(parallel.pool, all, camera, { parallelism: 3 })).toEqual({ inserted: 0, cameraInserted: 0 });
+    const { rows } = await parallel.pool.query('SELECT type, reason, data FROM camera_events ORDER BY at');
+    expect(rows).toEqual([{ type: 'camera.offline', reason: 'refused', data: null }, { type: 'camera.online', reason: null, data: { fps: 5 } }]);
+  });
+
+  it('writeBatch validates everything before writing anything', async () => {
+    const d = await newDb();
+    const good = frameEvents({ motion: 'completed' });
+    const badCamera = { eventId: newEventId(), type: 'camera.exploded', cameraId: 'c', at: Date.now(), source: 'capture' };
+    await expect(writeBatch(d.pool, good, [badCamera as never])).rejects.toThrow(MalformedMessageError);
+    expect((await projection(d)).events).toBe(0);
+  });
+
+  it('stores awkward strings exactly (quotes, backslashes, braces, commas, NULL, unicode; U+0000 dropped)', async () => {
+    const events = frameEvents({ motion: 'failed' });
+    const failed = events.find((e) => e.type === 'processing.failed')!;
+    const nasty = 'Error: {"a":1}, \\path\\ "quoted" NULL null ünï 😀 tab\there';
+    failed.error = `${nasty}\u0000!`;
+    failed.reason = 'NULL';
+    events[0].data = { ...events[0].data, note: 'a "b" \\ {c}', nul: 'x\u0000y' };
+    await writeEvents(db.pool, events);
+    const { rows } = await db.pool.query('SELECT error, reason FROM frame_events WHERE event_id = $1', [failed.eventId]);
+    expect(rows[0]).toEqual({ error: `${nasty}!`, reason: 'NULL' });
+    const cap = await db.pool.query('SELECT data FROM frame_events WHERE event_id = $1', [events[0].eventId]);
+    expect(cap.rows[0].data).toMatchObject({ note: 'a "b" \\ {c}', nul: 'xy' });
+    expect((await stages(db, events[0].frameId))[0].error).toBe(`${nasty}!`);
   });
 
   it('writes 10k events in one batch', async () => {

@@ -32,27 +32,37 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Tables of the schema, partitions left out. */
 async function tables(schema: string): Promise<string[]> {
   const { rows } = await pool.query<{ t: string }>(
-    'SELECT table_name AS t FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1',
+    `SELECT c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1`,
     [schema],
   );
   return rows.map((r) => r.t);
 }
 
+const PACKAGED = [
+  { version: 1, name: 'initial' },
+  { version: 2, name: 'partitioned_storage' },
+];
+const LATEST = PACKAGED.length;
+
 describe('migrate', () => {
   it('applies the packaged migrations, then does nothing on a second run', async () => {
     const schema = newSchema();
     const first = await migrate({ pool, schema });
-    expect(first).toEqual({ applied: [{ version: 1, name: 'initial' }], current: 1, pending: [] });
-    expect(await tables(schema)).toEqual(['frame_events', 'frame_metadata', 'processing_stages', 'schema_migrations']);
+    expect(first).toEqual({ applied: PACKAGED, current: LATEST, pending: [] });
+    expect(await tables(schema)).toEqual([
+      'camera_events', 'detektr_storage', 'frame_events', 'frame_metadata', 'frame_stats_hourly', 'processing_stages', 'schema_migrations',
+    ]);
 
     const second = await migrate({ pool, schema });
-    expect(second).toEqual({ applied: [], current: 1, pending: [] });
-    expect(await schemaVersion(pool, schema)).toBe(1);
+    expect(second).toEqual({ applied: [], current: LATEST, pending: [] });
+    expect(await schemaVersion(pool, schema)).toBe(LATEST);
 
-    const { rows } = await pool.query(`SELECT version, name, length(checksum) AS len FROM ${schema}.schema_migrations`);
-    expect(rows).toEqual([{ version: 1, name: 'initial', len: 64 }]);
+    const { rows } = await pool.query(`SELECT version, name, length(checksum) AS len FROM ${schema}.schema_migrations ORDER BY version`);
+    expect(rows).toEqual(PACKAGED.map((m) => ({ ...m, len: 64 })));
   });
 
   it('runs against a pool whose search_path is the schema', async () => {
@@ -60,7 +70,7 @@ describe('migrate', () => {
     const scoped = createPool(DATABASE_URL, { schema });
     try {
       await migrate({ pool: scoped, schema });
-      expect(await schemaVersion(scoped)).toBe(1);
+      expect(await schemaVersion(scoped)).toBe(LATEST);
       const { rows } = await scoped.query('SELECT count(*)::int AS n FROM frame_events');
       expect(rows[0].n).toBe(0);
     } finally {
@@ -140,6 +150,69 @@ describe('migrate', () => {
     expect((await loadMigrations(migrationsDir)).map((m) => m.version)).toEqual([2, 10]);
     await writeFile(join(migrationsDir, '002_again.sql'), '');
     await expect(loadMigrations(migrationsDir)).rejects.toThrow(/same version/);
+  });
+});
+
+describe('migration 002: partitioned storage', () => {
+  it('upgrades a schema at 001 with data: rows copied into partitioned tables, one partition per day', async () => {
+    const schema = newSchema();
+    const only001 = join(dir, 'only001');
+    await mkdir(only001);
+    const packaged = await loadMigrations();
+    await writeFile(join(only001, '001_initial.sql'), packaged[0].sql);
+    await migrate({ pool, schema, migrationsDir: only001 });
+    const t0 = Date.parse('2024-05-01T23:59:59.000Z');
+    await pool.query(
+      `INSERT INTO ${schema}.frame_events (event_id, frame_id, camera_id, type, at, captured_at, source, trace_id)
+       VALUES ('E1', 'F1', 'cam', 'frame.captured', $1, $1, 'capture', 'abc'),
+              ('E2', 'F2', 'cam', 'frame.captured', $2, $2, 'capture', 'abc')`,
+      [new Date(t0), new Date(t0 + 2000)],
+    );
+    await pool.query(
+      `INSERT INTO ${schema}.frame_metadata (frame_id, captured_at, camera_id, state, first_event_at, last_event_at)
+       VALUES ('F1', $1, 'cam', 'completed', $1, $2), ('F2', $2, 'cam', 'captured', $2, $2)`,
+      [new Date(t0), new Date(t0 + 2000)],
+    );
+
+    // The same 001 file: its checksum still matches.
+    expect((await migrate({ pool, schema })).applied).toEqual([{ version: 2, name: 'partitioned_storage' }]);
+    const { rows: parts } = await pool.query(
+      `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass ORDER BY 1`,
+      [`${schema}.frame_events`],
+    );
+    const names = parts.map((r) => r.relname);
+    expect(names).toContain('frame_events_p20240501_0000');
+    expect(names).toContain('frame_events_p20240502_0000');
+    const { rows } = await pool.query(`SELECT tableoid::regclass::text AS part, frame_id FROM ${schema}.frame_events ORDER BY frame_id`);
+    expect(rows.map((r) => [r.part.split('.').pop(), r.frame_id])).toEqual([
+      ['frame_events_p20240501_0000', 'F1'],
+      ['frame_events_p20240502_0000', 'F2'],
+    ]);
+    const meta = await pool.query(`SELECT frame_id, state, total_ms FROM ${schema}.frame_metadata ORDER BY frame_id`);
+    expect(meta.rows).toEqual([
+      { frame_id: 'F1', state: 'completed', total_ms: 2000 },
+      { frame_id: 'F2', state: 'captured', total_ms: null },
+    ]);
+    const storage = await pool.query(`SELECT kind, partition_interval::text AS iv FROM ${schema}.detektr_storage`);
+    expect(storage.rows).toEqual([{ kind: 'native', iv: '1 day' }]);
+  });
+
+  it('takes the partition interval as an option and names partitions by their UTC start', async () => {
+    const schema = newSchema();
+    await migrate({ pool, schema, partitionInterval: '6 hours' });
+    await pool.query(`SELECT ${schema}.ensure_partitions(ARRAY['2024-05-01T13:30:00Z'::timestamptz])`);
+    const { rows } = await pool.query(
+      `SELECT pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = 'frame_metadata_p20240501_1200'`,
+      [schema],
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0].bound).toMatch(/FROM \('2024-05-01 12:00:00\+00'\) TO \('2024-05-01 18:00:00\+00'\)/);
+  });
+
+  it('refuses TimescaleDB storage where the extension is not available, and a bad interval', async () => {
+    await expect(migrate({ pool, schema: newSchema(), storage: 'timescaledb' })).rejects.toThrow(/002_partitioned_storage\.sql failed: .*timescaledb/);
+    await expect(migrate({ pool, schema: newSchema(), partitionInterval: '10 minutes' })).rejects.toThrow(/between 1 hour and 31 days/);
   });
 });
 

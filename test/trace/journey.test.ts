@@ -9,6 +9,7 @@ import { migrate } from '../../src/store/migrate.js';
 import { createPool } from '../../src/store/pg.js';
 import { findJourney, type Journey } from '../../src/trace/journey.js';
 import { renderJourney } from '../../src/trace/render-journey.js';
+import { traceLinks } from '../../src/trace/trace-backend.js';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const schema = `t_${randomBytes(5).toString('hex')}`;
@@ -78,6 +79,9 @@ describe('findJourney', () => {
       sizeBytes: 40960,
       totalMs: 57,
       anomalies: [],
+      sampled: true,
+      cameraEvents: [],
+      cameraWindowMs: 60_000,
     });
     expect(journey).not.toHaveProperty('droppedReason');
   });
@@ -137,7 +141,7 @@ describe('findJourney', () => {
   });
 
   it('renders the key facts', () => {
-    const text = renderJourney(journey!, { traceUrl: 'http://jaeger:16686/' });
+    const text = renderJourney(journey!, traceLinks({ kind: 'jaeger', uiUrl: 'http://jaeger:16686/' }, { traceId: TRACE, frameId: journey!.frameId, capturedAtMs: events[0].at }));
     for (const fact of [
       events[0].frameId,
       'cam07',
@@ -158,9 +162,9 @@ describe('findJourney', () => {
     const ESC = '\u001b[';
     expect(text).not.toContain(ESC);
     expect(renderJourney(journey!, { color: true })).toContain(`${ESC}31mfailed`);
-    expect(renderJourney(journey!, { traceUrl: 'https://grafana/explore?trace={traceId}' })).toContain(
-      `https://grafana/explore?trace=${TRACE}`,
-    );
+    const templated = traceLinks({ kind: 'tempo', uiUrl: 'https://grafana/explore?trace={traceId}' }, { traceId: TRACE, frameId: journey!.frameId, capturedAtMs: events[0].at });
+    expect(renderJourney(journey!, templated)).toContain(`https://grafana/explore?trace=${TRACE}`);
+    expect(renderJourney({ ...journey!, sampled: false })).toContain('not sampled');
   });
 
   it('returns null for a frame it does not know', async () => {
