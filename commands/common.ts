@@ -11,6 +11,11 @@ const SHARED: [flag: string, key: ConfigKey, help: string][] = [
   ['--log-level <level>', 'logLevel', 'debug | info | warn | error (env DETEKTR_LOG_LEVEL; default info)'],
 ];
 
+/** Where `run` keeps its embedded backends, and where one-shot commands look for them. */
+const DATA: [flag: string, key: ConfigKey, help: string][] = [
+  ['--data-dir <dir>', 'dataDir', 'directory of the embedded backends used when no Redis / PostgreSQL URL is set (env DETEKTR_DATA_DIR; default .detektr)'],
+];
+
 const WORKER: [flag: string, key: ConfigKey, help: string][] = [
   ['--metrics-port <port>', 'metricsPort', 'port of /metrics, /healthz, /readyz on 127.0.0.1 (0: any free port)'],
   ['--metrics-host <host>', 'metricsHost', 'address the metrics server binds to (default 127.0.0.1)'],
@@ -18,9 +23,10 @@ const WORKER: [flag: string, key: ConfigKey, help: string][] = [
 
 const camel = (flag: string) => flag.replace(/^--/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
-export function withConfigOptions(cmd: Command, opts: { worker?: boolean; only?: ConfigKey[] } = {}): Command {
+export function withConfigOptions(cmd: Command, opts: { worker?: boolean; only?: ConfigKey[]; dataDir?: boolean } = {}): Command {
   cmd.option('-c, --config <file>', 'config file (YAML; env DETEKTR_CONFIG; default ./detektr.yml when present)');
-  for (const [flag, key, help] of [...SHARED, ...(opts.worker ? WORKER : [])]) {
+  const data = opts.dataDir || opts.only?.includes('dataDir') ? DATA : [];
+  for (const [flag, key, help] of [...SHARED, ...data, ...(opts.worker ? WORKER : [])]) {
     if (!opts.only || opts.only.includes(key)) cmd.addOption(new Option(flag, help));
   }
   return cmd;
@@ -29,7 +35,7 @@ export function withConfigOptions(cmd: Command, opts: { worker?: boolean; only?:
 /** Builds the effective config: these flags > environment > config file > defaults. */
 export function resolveConfig(flags: Record<string, unknown>, extra: Partial<Record<ConfigKey, unknown>> = {}): LoadedConfig {
   const mapped: Partial<Record<ConfigKey, unknown>> = { ...extra };
-  for (const [flag, key] of [...SHARED, ...WORKER]) {
+  for (const [flag, key] of [...SHARED, ...DATA, ...WORKER]) {
     const v = flags[camel(flag)];
     if (v !== undefined) mapped[key] = v;
   }

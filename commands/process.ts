@@ -4,35 +4,55 @@ import { resolve } from 'node:path';
 import { validateName } from '../src/bus/keys.js';
 import { InvalidInputError } from '../src/domain/errors.js';
 import { hostWorker } from '../src/ops/worker-host.js';
-import { BUILTIN_PROCESSOR_NAMES, builtinProcessor } from '../src/process/builtin-processors.js';
+import { BUILTIN_PROCESSOR_NAMES, createBuiltinProcessor } from '../src/process/builtin-processors.js';
 import { loadProcessorModule } from '../src/process/load-module.js';
+import type { ProcessorOptions } from '../src/process/processor.js';
 import { ProcessorRuntime } from '../src/process/processor-runtime.js';
 import { parseDuration } from '../src/config/parse-value.js';
-import { resolveConfig, withConfigOptions } from './common.js';
+import { collect, resolveConfig, withConfigOptions } from './common.js';
 
-const positiveInt = (flag: string) => (v: string) => {
+const positiveInt = (flag: string, max: number) => (v: string) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 1024) throw new InvalidInputError(`${flag} "${v}" must be an integer between 1 and 1024`);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidInputError(`${flag} "${v}" must be an integer between 1 and ${max}`);
   return n;
 };
+
+function parseOptions(pairs: string[] = []): ProcessorOptions {
+  const out: ProcessorOptions = {};
+  for (const p of pairs) {
+    const i = p.indexOf('=');
+    if (i < 1) throw new InvalidInputError(`--opt "${p}" must be key=value`);
+    const key = p.slice(0, i).trim();
+    if (!/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(key)) throw new InvalidInputError(`--opt "${p}": the key must be a name (letters, digits, _ . -)`);
+    out[key] = p.slice(i + 1);
+  }
+  return out;
+}
 
 export function processCommand(): Command {
   const cmd = new Command('process')
     .description('run a processor: register, consume its stream, process frames, publish results and lifecycle events')
     .addOption(new Option('--processor <name>', `built-in processor: ${BUILTIN_PROCESSOR_NAMES.join(', ')}`).conflicts('module'))
-    .option('--module <path>', 'your own processor: a JS module exporting { name, capabilities, process(frame, ctx) } (see docs/architecture.md)')
-    .option('--id <id>', 'processor id in the registry (default: the processor name); instances with one id share its stream')
-    .addOption(new Option('--concurrency <n>', 'frames processed at once').default(1).argParser(positiveInt('--concurrency')))
-    .option('--frame-timeout <duration>', 'longest one frame may take before it fails', '30s');
+    .option('--module <path>', 'your own processor: a JS module exporting process(frame, ctx) and capabilities (see docs/architecture.md)')
+    .option('--capability <name>', 'capability this processor serves (repeatable; declares or overrides the module\'s own)', collect)
+    .option('--id <id>', 'processor id in the registry (default: the processor name); instances with one id share its stream and take over each other\'s frames')
+    .addOption(new Option('--concurrency <n>', 'frames processed at once').default(1).argParser(positiveInt('--concurrency', 1024)))
+    .addOption(new Option('--capacity <n>', 'frames this instance holds queued + in flight (default max(32, 8 x concurrency))').argParser(positiveInt('--capacity', 100_000)))
+    .option('--frame-timeout <duration>', 'longest one frame may take before it fails', '30s')
+    .option('--opt <key=value>', 'an option for the processor (repeatable), e.g. motion: threshold=0.01, mask="0,0,1,0.1"', collect);
   withConfigOptions(cmd, { worker: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const { config } = resolveConfig(flags);
     if (!flags.processor && !flags.module) throw new InvalidInputError(`give --processor <name> (${BUILTIN_PROCESSOR_NAMES.join(', ')}) or --module <path>`);
+    const capabilities = ((flags.capability as string[] | undefined) ?? []).map((c) => validateName('--capability', c));
+    const options = parseOptions(flags.opt as string[] | undefined);
     const processor = flags.module
-      ? await loadProcessorModule(pathToFileURL(resolve(String(flags.module))).href, String(flags.module))
-      : builtinProcessor(String(flags.processor));
+      ? await loadProcessorModule(pathToFileURL(resolve(String(flags.module))).href, String(flags.module), capabilities)
+      : createBuiltinProcessor(String(flags.processor), options);
+    if (!flags.module && capabilities.length) processor.capabilities = capabilities;
     const id = validateName('--id', String(flags.id ?? processor.name));
     const frameTimeoutMs = parseDuration(String(flags.frameTimeout), '--frame-timeout');
+    if (frameTimeoutMs < 1) throw new InvalidInputError('--frame-timeout must be at least 1 ms');
     process.exitCode = await hostWorker({
       component: 'process',
       config,
@@ -40,9 +60,9 @@ export function processCommand(): Command {
       create: (ctx) => {
         const runtime = new ProcessorRuntime({
           processor, id, redis: ctx.redis(), blocking: ctx.blockingRedis(), keys: ctx.keys, tracer: ctx.tracer, metrics: ctx.metrics,
-          logger: ctx.logger.child({ processor_id: id }), concurrency: flags.concurrency as number, frameTimeoutMs,
-          heartbeatMs: config.heartbeatInterval, processorTtlMs: config.processorTtl, streamMaxLen: config.streamMaxLen,
-          blockMs: config.blockTime, claimIdleMs: config.claimIdle, maxDeliveries: config.maxDeliveries,
+          logger: ctx.logger.child({ processor_id: id }), concurrency: flags.concurrency as number, capacity: flags.capacity as number | undefined,
+          frameTimeoutMs, heartbeatMs: config.heartbeatInterval, processorTtlMs: config.processorTtl, streamMaxLen: config.streamMaxLen,
+          blockMs: config.blockTime, claimIdleMs: config.claimIdle, maxDeliveries: config.maxDeliveries, options,
         });
         return { run: () => runtime.run(), close: () => runtime.close() };
       },

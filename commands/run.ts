@@ -4,13 +4,16 @@ import { InvalidInputError } from '../src/domain/errors.js';
 import { localPipeline } from '../src/ops/local-pipeline.js';
 import { hostWorker } from '../src/ops/worker-host.js';
 import { builtinProcessor, BUILTIN_PROCESSOR_NAMES } from '../src/process/builtin-processors.js';
+import type pg from 'pg';
+import { startRunBackends } from '../src/embedded/resolve-backends.js';
 import { createPool, ensureDatabase } from '../src/store/pg.js';
+import { createLogger } from '../src/telemetry/logger.js';
 import { migrate } from '../src/store/migrate.js';
 import { collect, resolveConfig, withConfigOptions } from './common.js';
 
 export function runCommand(): Command {
   const cmd = new Command('run')
-    .description('the whole pipeline in one process (capture, buffer, processors, store) against $REDIS_URL and $DATABASE_URL; migrates first')
+    .description('the whole pipeline in one process (capture, buffer, processors, store); migrates first. Uses $REDIS_URL and $DATABASE_URL when set, else embedded backends: an in-process Redis-protocol server and PostgreSQL (PGlite) in --data-dir')
     .option('--camera <id=url>', 'a camera (repeatable; default demo=testsrc, a synthetic camera)', collect)
     .option('--processor <name>', `built-in processors to run (repeatable; default: ${BUILTIN_PROCESSOR_NAMES.join(', ')})`, collect)
     .option('--fps <n>', 'frames per second sampled from each camera (default 5)')
@@ -19,31 +22,40 @@ export function runCommand(): Command {
       if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`--max-frames "${v}" must be a positive integer`);
       return n;
     }));
-  withConfigOptions(cmd, { worker: true });
+  withConfigOptions(cmd, { worker: true, dataDir: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
-    const { config, sources } = resolveConfig(flags, { cameras: flags.camera, fps: flags.fps });
+    const loaded = resolveConfig(flags, { cameras: flags.camera, fps: flags.fps });
+    const { config, sources } = loaded;
     const cameraSpecs = config.cameras.length ? config.cameras : ['demo=testsrc'];
     if (sources.cameras === 'default') config.cameras = cameraSpecs;
     const cameras = cameraSpecs.map(parseCameraSpec);
     const processors = ((flags.processor as string[] | undefined) ?? BUILTIN_PROCESSOR_NAMES).map(builtinProcessor);
-    await ensureDatabase(config.databaseUrl);
-    const pool = createPool(config.databaseUrl, { schema: config.dbSchema });
+    const logger = createLogger({ component: 'run', level: config.logLevel });
+    // No URL set: embedded backends (an in-process Redis-protocol server, PGlite in the data dir).
+    const backends = await startRunBackends(loaded, { onError: (err) => logger.error('embedded redis internal error', { error: err }) });
+    config.redisUrl = backends.redisUrl;
+    config.databaseUrl = backends.databaseUrl;
+    logger.info('backends', backends.describe());
+    let pool: pg.Pool | undefined;
     try {
-      await migrate({ pool, schema: config.dbSchema });
+      await ensureDatabase(config.databaseUrl);
+      const db = (pool = createPool(config.databaseUrl, { schema: config.dbSchema }));
+      await migrate({ pool: db, schema: config.dbSchema });
       let pipeline: ReturnType<typeof localPipeline> | undefined;
       process.exitCode = await hostWorker({
         component: 'run',
         config,
         defaultMetricsPort: 9100,
-        create: (ctx) => (pipeline = localPipeline(ctx, { cameras, processors, pool, maxFrames: flags.maxFrames as number | undefined })),
+        create: (ctx) => (pipeline = localPipeline(ctx, { cameras, processors, pool: db, maxFrames: flags.maxFrames as number | undefined })),
       });
       const status = [...(pipeline?.capture.status.values() ?? [])];
       const published = status.reduce((n, s) => n + s.published, 0);
       process.stdout.write(`published ${published} frames from ${status.length} camera(s) into ${config.prefix}frames:captured\n`);
-      const last = await pool.query<{ frame_id: string; state: string }>('SELECT frame_id, state FROM frame_metadata ORDER BY captured_at DESC LIMIT 1');
+      const last = await db.query<{ frame_id: string; state: string }>('SELECT frame_id, state FROM frame_metadata ORDER BY captured_at DESC LIMIT 1');
       if (last.rows[0]) process.stdout.write(`last frame ${last.rows[0].frame_id} is ${last.rows[0].state}; see its journey: detektr trace find ${last.rows[0].frame_id}\n`);
     } finally {
-      await pool.end();
+      await pool?.end();
+      await backends.close();
     }
   });
 }

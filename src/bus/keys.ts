@@ -24,6 +24,10 @@ export function redisKeys(prefix: string) {
     processors: `${prefix}processors`,
     /** Hash of counters (dead-lettered entries per stream), kept beside the streams. */
     counters: `${prefix}counters`,
+    /** The buffer's priority lanes: frames taken in from captured, waiting for a processor. */
+    lane: (lane: string) => `${prefix}frames:waiting:${lane}`,
+    /** Set of processor ids the buffer has routed to (their ready streams), for re-routing. */
+    routed: `${prefix}routed`,
   };
 }
 

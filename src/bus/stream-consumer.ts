@@ -14,6 +14,14 @@ export interface Entry<T> {
   deliveries: number;
 }
 
+/** An entry on its way to the dead-letter stream. */
+export interface DeadLetterEntry {
+  id: string;
+  fields: FieldList;
+  reason: string;
+  deliveries: number;
+}
+
 export interface StreamConsumerOptions<T> {
   redis: Redis;
   /** Dedicated connection for XREADGROUP BLOCK, so a blocked read never delays other calls. */
@@ -29,7 +37,8 @@ export interface StreamConsumerOptions<T> {
    * make the work durable": the same batch is retried with backoff, never skipped.
    */
   handle: (entries: Entry<T>[], consumer: StreamConsumer<T>) => Promise<void>;
-  batchSize: number;
+  /** Entries per read; a function is asked before each read (e.g. the free slots of a worker). */
+  batchSize: number | (() => number);
   blockMs: number;
   claimIdleMs: number;
   maxDeliveries: number;
@@ -37,6 +46,16 @@ export interface StreamConsumerOptions<T> {
   logger?: Logger;
   /** Called before each read; returning false pauses consumption (e.g. no processors yet). */
   canConsume?: () => boolean | Promise<boolean>;
+  /**
+   * Adds to the MULTI that dead-letters entries (e.g. a lifecycle event that ends the
+   * frame's stage), so the entry's end is recorded in the same atomic step as its move.
+   */
+  onDeadLetter?: (tx: ChainableCommander, entries: DeadLetterEntry[]) => void;
+  /**
+   * XDEL entries when acking them: the stream then holds only entries not yet handled, so
+   * its XLEN is the consumer's queue depth (the processors' ready streams work this way).
+   */
+  deleteOnAck?: boolean;
 }
 
 export function consumerName(role: string): string {
@@ -84,12 +103,22 @@ export class StreamConsumer<T> {
     this.groupReady = true;
   }
 
-  ack(ids: string[]): Promise<number> {
-    return ids.length ? this.opts.redis.xack(this.opts.stream, this.opts.group, ...ids) : Promise.resolve(0);
+  async ack(ids: string[]): Promise<number> {
+    if (!ids.length) return 0;
+    if (!this.opts.deleteOnAck) return this.opts.redis.xack(this.opts.stream, this.opts.group, ...ids);
+    const res = await this.ackInto(this.opts.redis.multi(), ids).exec();
+    return Number(res?.[0]?.[1] ?? 0);
   }
 
   ackInto(tx: ChainableCommander, ids: string[]): ChainableCommander {
-    return ids.length ? tx.xack(this.opts.stream, this.opts.group, ...ids) : tx;
+    if (!ids.length) return tx;
+    tx.xack(this.opts.stream, this.opts.group, ...ids);
+    return this.opts.deleteOnAck ? tx.xdel(this.opts.stream, ...ids) : tx;
+  }
+
+  private currentBatchSize(): number {
+    const b = this.opts.batchSize;
+    return Math.max(1, Math.floor(typeof b === 'function' ? b() : b));
   }
 
   private async loop(): Promise<void> {
@@ -120,7 +149,7 @@ export class StreamConsumer<T> {
   private async readNew(): Promise<RawEntry[]> {
     const res = (await this.opts.blocking.xreadgroup(
       'GROUP', this.opts.group, this.opts.consumer,
-      'COUNT', this.opts.batchSize,
+      'COUNT', this.currentBatchSize(),
       'BLOCK', this.opts.blockMs,
       'STREAMS', this.opts.stream, '>',
     )) as [string, RawEntry[]][] | null;
@@ -132,7 +161,7 @@ export class StreamConsumer<T> {
     const now = Date.now();
     if (now - this.lastClaim < Math.max(100, this.opts.claimIdleMs / 2)) return undefined;
     const [next, entries, deleted] = (await this.opts.redis.xautoclaim(
-      this.opts.stream, this.opts.group, this.opts.consumer, this.opts.claimIdleMs, this.claimCursor, 'COUNT', this.opts.batchSize,
+      this.opts.stream, this.opts.group, this.opts.consumer, this.opts.claimIdleMs, this.claimCursor, 'COUNT', this.currentBatchSize(),
     )) as [string, RawEntry[], string[]?];
     this.claimCursor = next;
     if (next === '0-0') this.lastClaim = now; // a full pass done; else continue the scan next turn
@@ -163,7 +192,7 @@ export class StreamConsumer<T> {
   private async dispatch(raw: RawEntry[], reclaimed: boolean): Promise<void> {
     const counts = reclaimed ? await this.deliveryCounts(raw.map(([id]) => id)) : undefined;
     const good: Entry<T>[] = [];
-    const bad: { id: string; fields: FieldList; reason: string; deliveries: number }[] = [];
+    const bad: DeadLetterEntry[] = [];
     for (const [id, fields] of raw) {
       const deliveries = counts?.get(id) ?? 1;
       if (fields === null) continue; // deleted entry still in the PEL: nothing to hand over
@@ -195,7 +224,7 @@ export class StreamConsumer<T> {
     }
   }
 
-  private async deadLetter(bad: { id: string; fields: FieldList; reason: string; deliveries: number }[], nullIds: string[]): Promise<void> {
+  private async deadLetter(bad: DeadLetterEntry[], nullIds: string[]): Promise<void> {
     const { redis, keys, stream, group } = this.opts;
     const tx = redis.multi();
     for (const b of bad) {
@@ -206,6 +235,7 @@ export class StreamConsumer<T> {
       this.opts.metrics?.entriesDeadLettered.inc({ stream, reason: b.reason.startsWith('malformed') ? 'malformed' : 'max_deliveries' });
       this.opts.logger?.warn('entry dead-lettered', { stream, entry_id: b.id, reason: b.reason });
     }
+    if (bad.length) this.opts.onDeadLetter?.(tx, bad);
     this.ackInto(tx, [...bad.map((b) => b.id), ...nullIds]);
     await tx.exec();
   }

@@ -27,6 +27,25 @@ export interface Config {
   jpegQuality: number;
   cameras: string[];
   traceUiUrl?: string;
+  dataDir: string;
+  strategy: 'least-loaded' | 'camera-affinity' | 'round-robin';
+  apiPort?: number;
+  shedPolicy: 'lowest-priority' | 'oldest';
+  pressureHigh: number;
+  pressureCritical: number;
+  starvationLimit: number;
+  breakerFailures: number;
+  breakerCooldown: number;
+  rtspTransport: 'tcp' | 'udp';
+  cameraTimeout: number;
+  stallTimeout: number;
+  reconnectMax: number;
+  offlineGrace: number;
+  invalidFrames: string;
+  frozenAfter: number;
+  thumbnailWidth: number;
+  /** Per-camera keys of the config file's `cameras` objects (beyond id and url), by camera id; only when the cameras come from the file. */
+  cameraOptions?: Record<string, Record<string, unknown>>;
 }
 
 export interface LoadedConfig {
@@ -67,13 +86,18 @@ function readConfigFile(path: string, explicit: boolean): Record<string, unknown
   return doc as Record<string, unknown>;
 }
 
-/** Cameras in a file may be "id=url" strings or { id, url } objects. */
-function normaliseFileCameras(path: string, raw: unknown): unknown {
+/**
+ * Cameras in a file may be "id=url" strings or { id, url, ...settings } objects; the
+ * settings (validated by capture) are collected by camera id into `options`.
+ */
+function normaliseFileCameras(path: string, raw: unknown, options: Record<string, Record<string, unknown>>): unknown {
   if (!Array.isArray(raw)) return raw;
   return raw.map((c, i) => {
     if (typeof c === 'string') return c;
     if (c && typeof c === 'object' && typeof (c as { id?: unknown }).id === 'string' && typeof (c as { url?: unknown }).url === 'string') {
-      return `${(c as { id: string }).id}=${(c as { url: string }).url}`;
+      const { id, url, ...rest } = c as { id: string; url: string } & Record<string, unknown>;
+      if (Object.keys(rest).length) options[id] = rest;
+      return `${id}=${url}`;
     }
     throw new InvalidInputError(`config file ${path}: cameras[${i}] must be "id=url" or { id, url }`);
   });
@@ -87,12 +111,13 @@ export function loadConfig(input: LoadConfigInput = {}): LoadedConfig {
   const fileValues = readConfigFile(path, explicitPath !== undefined);
 
   const fromFile = new Map<ConfigKey, unknown>();
+  const cameraOptions: Record<string, Record<string, unknown>> = {};
   for (const [name, value] of Object.entries(fileValues ?? {})) {
     const key = BY_FILE_NAME.get(name);
     if (!key) {
       throw new InvalidInputError(`config file ${path}: unknown key "${name}" (known keys: ${KEYS.join(', ')})`);
     }
-    fromFile.set(key, key === 'cameras' ? normaliseFileCameras(path, value) : value);
+    fromFile.set(key, key === 'cameras' ? normaliseFileCameras(path, value, cameraOptions) : value);
   }
 
   const config: Record<string, unknown> = {};
@@ -114,7 +139,12 @@ export function loadConfig(input: LoadConfigInput = {}): LoadedConfig {
       config[key] = spec.default;
       sources[key] = 'default';
     }
+    if (spec.choices && config[key] !== undefined && !spec.choices.includes(config[key] as string)) {
+      const where = sources[key] === 'flag' ? `--${kebab(key)}` : sources[key] === 'env' ? spec.env! : `${path}: ${key}`;
+      throw new InvalidInputError(`${where}: "${String(config[key])}" must be one of ${spec.choices.join(', ')}`);
+    }
   }
+  if (sources.cameras === 'file' && Object.keys(cameraOptions).length) config.cameraOptions = cameraOptions;
   return { config: config as unknown as Config, sources, file: fileValues ? path : undefined };
 }
 

@@ -12,6 +12,8 @@ export interface KeySpec {
   secret?: boolean;
   min?: number;
   max?: number;
+  /** For string keys: the only values allowed. */
+  choices?: readonly string[];
   description: string;
 }
 
@@ -35,6 +37,24 @@ export const CONFIG_KEYS = {
   jpegQuality: { type: 'int', default: 80, env: 'DETEKTR_JPEG_QUALITY', min: 1, max: 100, description: 'JPEG quality of frame payloads' },
   cameras: { type: 'list', default: [], env: 'DETEKTR_CAMERAS', description: 'cameras as id=url (testsrc, lavfi:<graph>, file path, rtsp://)' },
   traceUiUrl: { type: 'url', env: 'DETEKTR_TRACE_UI_URL', description: 'trace UI base URL (Jaeger), for links in trace find' },
+  dataDir: { type: 'string', default: '.detektr', env: 'DETEKTR_DATA_DIR', description: 'directory of the embedded backends (run without REDIS_URL / DATABASE_URL): pgdata/ and run.json' },
+  strategy: { type: 'string', default: 'least-loaded', env: 'DETEKTR_STRATEGY', choices: ['least-loaded', 'camera-affinity', 'round-robin'], description: 'buffer: how a processor is chosen among those of a capability' },
+  apiPort: { type: 'int', env: 'DETEKTR_API_PORT', min: 0, max: 65535, description: 'buffer: port of its HTTP API (/processors, /status) with /metrics /healthz /readyz (default: the metrics port, 9102)' },
+  shedPolicy: { type: 'string', default: 'lowest-priority', env: 'DETEKTR_SHED_POLICY', choices: ['lowest-priority', 'oldest'], description: 'buffer: which waiting frames are dropped first under critical pressure' },
+  pressureHigh: { type: 'number', default: 4, env: 'DETEKTR_PRESSURE_HIGH', min: 0.1, max: 10_000, description: 'buffer: waiting frames, in multiples of the processors\' capacity, at which intake slows' },
+  pressureCritical: { type: 'number', default: 16, env: 'DETEKTR_PRESSURE_CRITICAL', min: 0.1, max: 10_000, description: 'buffer: waiting frames, in multiples of capacity, at which intake pauses and then sheds' },
+  starvationLimit: { type: 'int', default: 8, env: 'DETEKTR_STARVATION_LIMIT', min: 1, max: 1000, description: 'buffer: dequeues a waiting lower-priority lane may be passed over before it is served' },
+  breakerFailures: { type: 'int', default: 5, env: 'DETEKTR_BREAKER_FAILURES', min: 1, max: 10_000, description: 'buffer: consecutive failed frames that open a processor\'s circuit breaker' },
+  breakerCooldown: { type: 'duration', default: 10_000, env: 'DETEKTR_BREAKER_COOLDOWN', min: 100, description: 'buffer: how long a breaker stays open before a probe frame (half-open)' },
+  // capture (defaults for every camera; a camera's entry in the config file may override them)
+  rtspTransport: { type: 'string', default: 'tcp', env: 'DETEKTR_RTSP_TRANSPORT', choices: ['tcp', 'udp'], description: 'capture: RTSP transport (tcp or udp)' },
+  cameraTimeout: { type: 'duration', default: 5000, env: 'DETEKTR_CAMERA_TIMEOUT', min: 100, max: 600_000, description: 'capture: open and read timeout of every FFmpeg call; a stalled camera is detected within about this (at most 2x)' },
+  stallTimeout: { type: 'duration', default: 10_000, env: 'DETEKTR_STALL_TIMEOUT', min: 100, max: 3_600_000, description: 'capture: reconnect a camera that decodes no frame for this long (stall watchdog)' },
+  reconnectMax: { type: 'duration', default: 30_000, env: 'DETEKTR_RECONNECT_MAX', min: 100, max: 3_600_000, description: 'capture: longest wait between reconnects (exponential backoff with full jitter)' },
+  offlineGrace: { type: 'duration', default: 30_000, env: 'DETEKTR_OFFLINE_GRACE', min: 0, description: 'capture: /readyz fails while a camera is offline longer than this' },
+  invalidFrames: { type: 'string', default: 'corrupt=drop,black=flag,frozen=flag', env: 'DETEKTR_INVALID_FRAMES', description: 'capture: what to do with corrupt, black and frozen frames: drop, flag or off (all, or per check: corrupt=drop,black=flag,frozen=off)' },
+  frozenAfter: { type: 'duration', default: 10_000, env: 'DETEKTR_FROZEN_AFTER', min: 100, description: 'capture: a picture unchanged for this long is frozen (camera.frozen)' },
+  thumbnailWidth: { type: 'int', default: 0, env: 'DETEKTR_THUMBNAIL_WIDTH', min: 0, max: 1920, description: 'capture: width of a gray thumbnail stored beside each JPEG (0: none)' },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { BufferService } from '../buffer/buffer-service.js';
+import { LANES } from '../buffer/lanes.js';
 import { groupLag } from '../bus/group-lag.js';
 import { sleep } from '../bus/backoff.js';
 import { CaptureService } from '../capture/capture-service.js';
@@ -33,6 +34,8 @@ export function localPipeline(ctx: WorkerContext, opts: LocalPipelineOptions): W
   const buffer = new BufferService({
     ...common, redis: ctx.redis('buffer'), blocking: ctx.blockingRedis('buffer'), logger: logger.child({ service: 'buffer' }),
     processorTtlMs: config.processorTtl, streamMaxLen: config.streamMaxLen, batchSize: config.batchSize,
+    strategy: config.strategy, shedPolicy: config.shedPolicy, pressureHigh: config.pressureHigh, pressureCritical: config.pressureCritical,
+    starvationLimit: config.starvationLimit, breakerFailures: config.breakerFailures, breakerCooldownMs: config.breakerCooldown,
   });
   const runtimes = opts.processors.map((processor) => new ProcessorRuntime({
     ...common, processor, id: processor.name, redis: ctx.redis(`process:${processor.name}`), blocking: ctx.blockingRedis(`process:${processor.name}`),
@@ -45,11 +48,14 @@ export function localPipeline(ctx: WorkerContext, opts: LocalPipelineOptions): W
   });
   const consumers = [buffer, ...runtimes, store];
   const redis = ctx.redis('drain');
-  const streams = [keys.captured, keys.events, ...opts.processors.map((p) => keys.ready(p.name))];
+  const streams = [keys.captured, keys.events];
+  // Lanes and ready streams hold only frames not yet handed on / acked: empty means drained.
+  const queues = [...LANES.map((l) => keys.lane(l)), ...opts.processors.map((p) => keys.ready(p.name))];
 
   async function drained(): Promise<boolean> {
     const lags = (await Promise.all(streams.map((s) => groupLag(redis, s)))).flat();
-    return lags.every((l) => (l.lag ?? 0) === 0 && l.pending === 0);
+    const lens = await Promise.all(queues.map((q) => redis.xlen(q)));
+    return lags.every((l) => (l.lag ?? 0) === 0 && l.pending === 0) && lens.every((n) => n === 0);
   }
 
   let closing: Promise<void> | undefined;

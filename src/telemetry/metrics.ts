@@ -17,7 +17,7 @@ export function createMetrics(component: string) {
     framesPublished: new Counter({ name: 'detektr_frames_published_total', help: 'frames published to the captured stream', labelNames: ['camera'], registers: r }),
     framesDropped: new Counter({ name: 'detektr_frames_dropped_total', help: 'frames dropped, by reason (each also has a frame.dropped event)', labelNames: ['reason'], registers: r }),
     captureErrors: new Counter({ name: 'detektr_capture_errors_total', help: 'camera open/read failures', labelNames: ['camera'], registers: r }),
-    encodeSeconds: new Histogram({ name: 'detektr_capture_encode_seconds', help: 'decode+encode time per published frame', labelNames: ['camera'], buckets: LATENCY_BUCKETS, registers: r }),
+    encodeSeconds: new Histogram({ name: 'detektr_capture_encode_seconds', help: 'decode (since the previous sampled frame) + checks + JPEG time per published frame', labelNames: ['camera'], buckets: LATENCY_BUCKETS, registers: r }),
     framesRouted: new Counter({ name: 'detektr_frames_routed_total', help: 'frames handed to a processor stream', labelNames: ['processor', 'capability'], registers: r }),
     framesProcessed: new Counter({ name: 'detektr_frames_processed_total', help: 'frames processed, by outcome', labelNames: ['processor', 'outcome'], registers: r }),
     processingSeconds: new Histogram({ name: 'detektr_processing_seconds', help: 'processor run time per frame', labelNames: ['processor'], buckets: LATENCY_BUCKETS, registers: r }),
@@ -30,6 +30,30 @@ export function createMetrics(component: string) {
     entriesReclaimed: new Counter({ name: 'detektr_stream_reclaimed_total', help: 'pending entries reclaimed from dead consumers', labelNames: ['stream'], registers: r }),
     readErrors: new Counter({ name: 'detektr_stream_read_errors_total', help: 'failed stream reads (retried with backoff)', labelNames: ['stream'], registers: r }),
     processorsRegistered: new Gauge({ name: 'detektr_processors_registered', help: 'live processors seen by the buffer', labelNames: ['capability'], registers: r }),
+    // buffer (orchestrator)
+    routingSeconds: new Histogram({ name: 'detektr_routing_decision_seconds', help: 'time to choose the processors of one frame', labelNames: ['strategy'], buckets: [0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.001, 0.01], registers: r }),
+    bufferWaitSeconds: new Histogram({ name: 'detektr_buffer_wait_seconds', help: 'time a frame waited in the buffer\'s lanes before hand-off', labelNames: ['lane'], buckets: LATENCY_BUCKETS, registers: r }),
+    pressureLevel: new Gauge({ name: 'detektr_buffer_pressure_level', help: 'backpressure level: 0 normal, 1 high (intake slowed), 2 critical (intake paused / shedding)', registers: r }),
+    backlog: new Gauge({ name: 'detektr_buffer_backlog', help: 'frames waiting in the buffer\'s priority lanes', labelNames: ['lane'], registers: r }),
+    queueDepth: new Gauge({ name: 'detektr_processor_queue_depth', help: 'frames in a processor\'s ready stream (not yet acked)', labelNames: ['processor'], registers: r }),
+    queueCapacity: new Gauge({ name: 'detektr_processor_capacity', help: 'frames a processor (all its instances) holds at once', labelNames: ['processor'], registers: r }),
+    breakerState: new Gauge({ name: 'detektr_breaker_state', help: 'circuit breaker per processor: 0 closed, 1 half-open, 2 open', labelNames: ['processor'], registers: r }),
+    breakerTransitions: new Counter({ name: 'detektr_breaker_transitions_total', help: 'circuit breaker state changes', labelNames: ['processor', 'to'], registers: r }),
+    capabilityUnserved: new Counter({ name: 'detektr_capability_unserved_total', help: 'frames that asked for a capability no live processor offered (served for their other capabilities)', labelNames: ['capability'], registers: r }),
+    framesRerouted: new Counter({ name: 'detektr_frames_rerouted_total', help: 'frames moved from a processor that died or whose breaker is open to another of the capability', labelNames: ['processor', 'reason'], registers: r }),
+    // process (runtime)
+    duplicatesSuppressed: new Counter({ name: 'detektr_duplicates_suppressed_total', help: 'commits skipped because the frame\'s stage was already committed (redelivery after a reclaim)', labelNames: ['processor'], registers: r }),
+    framesInFlight: new Gauge({ name: 'detektr_processor_in_flight', help: 'frames this processor instance is working on', labelNames: ['processor'], registers: r }),
+    // capture (per camera; reason: corrupt, black, frozen, backlog, publish_failed)
+    captureDropped: new Counter({ name: 'detektr_capture_dropped_total', help: 'sampled frames dropped by capture, per camera and reason (also in detektr_frames_dropped_total)', labelNames: ['camera', 'reason'], registers: r }),
+    captureFlagged: new Counter({ name: 'detektr_capture_flagged_total', help: 'frames published with a validation flag (corrupt, black, frozen)', labelNames: ['camera', 'flag'], registers: r }),
+    captureReconnects: new Counter({ name: 'detektr_capture_reconnects_total', help: 'camera reconnect attempts after a failure or stall', labelNames: ['camera', 'reason'], registers: r }),
+    captureDecodeSeconds: new Histogram({ name: 'detektr_capture_decode_seconds', help: 'decode time per decoded frame (sampled or not)', labelNames: ['camera'], buckets: [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.5], registers: r }),
+    captureStreamUp: new Gauge({ name: 'detektr_capture_stream_up', help: '1 while frames flow from the camera, 0 while it is offline', labelNames: ['camera'], registers: r }),
+    captureFrozen: new Gauge({ name: 'detektr_capture_frozen', help: '1 while the camera picture is frozen', labelNames: ['camera'], registers: r }),
+    captureLastFrameAge: new Gauge({ name: 'detektr_capture_last_frame_age_seconds', help: 'time since the camera last delivered a sampled frame', labelNames: ['camera'], registers: r }),
+    captureLag: new Gauge({ name: 'detektr_capture_lag_seconds', help: 'how far behind the camera\'s own clock capture runs (grows when the host cannot keep up)', labelNames: ['camera'], registers: r }),
+    captureCpuSeconds: new Counter({ name: 'detektr_capture_cpu_seconds_total', help: 'CPU time of the camera reader thread (decode, checks, JPEG)', labelNames: ['camera'], registers: r }),
   };
 }
 

@@ -28,7 +28,7 @@ describe('detektr loadtest against the real pipeline (separate processes)', () =
   let healthy: Awaited<ReturnType<typeof pipeline>>;
   let flaky: Awaited<ReturnType<typeof pipeline>>;
   beforeAll(async () => {
-    [healthy, flaky] = await Promise.all([pipeline('lt_ok', ['--processor', 'sample']), pipeline('lt_flaky', ['--module', FLAKY])]);
+    [healthy, flaky] = await Promise.all([pipeline('lt_ok', ['--processor', 'sample', '--concurrency', '4']), pipeline('lt_flaky', ['--module', FLAKY])]);
   });
   afterAll(async () => {
     await Promise.all([healthy?.stop(), flaky?.stop()]);

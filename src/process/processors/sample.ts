@@ -5,13 +5,19 @@ export const sampleProcessor: Processor = {
   name: 'sample',
   capabilities: ['sample'],
   needsImage: false,
-  process(frame) {
+  process(frame, ctx) {
     return {
       cameraId: frame.cameraId,
       width: frame.width,
       height: frame.height,
       sizeBytes: frame.sizeBytes,
+      priority: frame.priority,
       ageMs: Date.now() - frame.capturedAt,
+      attempt: ctx?.attempt ?? 1,
     };
   },
 };
+
+export function createSampleProcessor(): Processor {
+  return { ...sampleProcessor };
+}
