@@ -1,10 +1,11 @@
 import Table from 'cli-table3';
 import { Command } from 'commander';
+import { createElement } from 'react';
 import { redisKeys } from '../src/bus/keys.js';
 import { closeRedis, createRedis } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
-import { DEFAULT_GATES, runLoadtest, type LoadtestReport } from '../src/ops/loadtest.js';
+import { DEFAULT_GATES, runLoadtest, type LoadtestProgress, type LoadtestReport } from '../src/ops/loadtest.js';
 import { createPool } from '../src/store/pg.js';
 import { createLogger } from '../src/telemetry/logger.js';
 import { initTracing } from '../src/telemetry/tracing.js';
@@ -65,18 +66,30 @@ export function loadtestCommand(): Command {
     const onSignal = () => abort.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    // Ink on a TTY; plain progress lines on stderr otherwise (CI, pipes, cron).
+    let onProgress = (p: LoadtestProgress) => {
+      process.stderr.write(`${(p.elapsedMs / 1000).toFixed(0).padStart(4)} s ${p.phase.padEnd(8)} sent ${p.sent}  completed ${p.completed}  failed ${p.failed}  dropped ${p.dropped}  in flight ${p.inFlight}  capture lag ${p.captureLag ?? '-'}\n`);
+    };
+    let view: { unmount(): void } | undefined;
+    if (process.stderr.isTTY && !flags.json) {
+      const { render } = await import('ink');
+      const { LoadtestView } = await import('./loadtest-view.js');
+      const app = render(createElement(LoadtestView, { durationMs }), { stdout: process.stderr, exitOnCtrlC: false, patchConsole: false });
+      view = app;
+      onProgress = (p) => app.rerender(createElement(LoadtestView, { p, durationMs }));
+    }
     try {
       const report = await runLoadtest({
         redis, pool, keys: redisKeys(config.prefix), tracer: tracing.tracer, fps, cameras, durationMs, payloadBytes,
         payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen, drainTimeoutMs: parseDuration(String(flags.drainTimeout), '--drain-timeout'),
         gates, signal: abort.signal,
-        onProgress: (p) => process.stderr.write(
-          `${(p.elapsedMs / 1000).toFixed(0).padStart(4)} s ${p.phase.padEnd(8)} sent ${p.sent}  completed ${p.completed}  failed ${p.failed}  dropped ${p.dropped}  in flight ${p.inFlight}  capture lag ${p.captureLag ?? '-'}\n`,
-        ),
+        onProgress,
       });
+      view?.unmount();
       process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : render(report));
       process.exitCode = report.pass ? 0 : 1;
     } finally {
+      view?.unmount();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       await tracing.shutdown();
