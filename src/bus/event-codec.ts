@@ -21,7 +21,8 @@ export function encodeEvent(e: LifecycleEvent): FieldList {
     error: e.error?.slice(0, MAX_TEXT),
     reason: e.reason?.slice(0, MAX_TEXT),
     // W3C traceparent, so a consumer of the event continues the emitter's trace.
-    traceparent: e.traceId && e.spanId ? `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}` : undefined,
+    // (All-zero ids come from a no-op tracer: not a trace context, and decoders reject them.)
+    traceparent: e.traceId && e.spanId && !/^0+$/.test(e.traceId) && !/^0+$/.test(e.spanId) ? `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}` : undefined,
     data: e.data === undefined ? undefined : JSON.stringify(e.data),
   });
 }

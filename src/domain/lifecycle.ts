@@ -22,8 +22,9 @@ const FRAME_TRANSITIONS: Record<FrameState, readonly FrameState[]> = {
 
 const STAGE_TRANSITIONS: Record<StageState, readonly StageState[]> = {
   queued: ['processing', 'dropped'],
-  // processing -> processing: a redelivery after the first consumer died.
-  processing: ['processing', 'completed', 'failed'],
+  // processing -> processing: a redelivery after the first consumer died;
+  // processing -> dropped: the buffer re-routed the frame away from a dead processor.
+  processing: ['processing', 'completed', 'failed', 'dropped'],
   completed: [],
   failed: [],
   dropped: [],

@@ -18,6 +18,7 @@ describe('frame lifecycle', () => {
 
   it('lets a stage be redelivered while processing but not after it finished', () => {
     expect(transitionStage('processing', 'processing')).toBe('processing');
+    expect(transitionStage('processing', 'dropped')).toBe('dropped'); // re-routed from a dead processor
     expect(() => transitionStage('completed', 'processing')).toThrow(InvalidTransitionError);
     expect(() => transitionStage(undefined, 'completed')).toThrow(/must start queued/);
   });
