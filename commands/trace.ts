@@ -52,10 +52,8 @@ export function traceCommand(): Command {
     });
   });
 
-  const slow = dbCommand('slow', 'frames whose capture-to-last-stage time reached a threshold, slowest first, with latency percentiles')
+  const slow = withWindow(dbCommand('slow', 'frames whose capture-to-last-stage time reached a threshold, slowest first, with latency percentiles'), '1h')
     .option('--threshold <duration>', 'slow means at least this long (500ms, 2s)', '500ms')
-    .option('--since <when>', 'window start: a duration ago (1h, 30m) or an ISO time', '1h')
-    .option('--until <when>', 'window end: a duration ago or an ISO time (default now)')
     .option('--camera <id>', 'only this camera')
     .option('--limit <n>', 'at most this many frames', '20')
     .option('--json', 'print the report as JSON (shape: SlowReport in src/trace/queries.ts)');
@@ -68,9 +66,7 @@ export function traceCommand(): Command {
     });
   });
 
-  const failures = dbCommand('failures', 'failed stages and dropped frames, grouped by stage and error type')
-    .option('--since <when>', 'window start: a duration ago (24h) or an ISO time', '24h')
-    .option('--until <when>', 'window end: a duration ago or an ISO time (default now)')
+  const failures = withWindow(dbCommand('failures', 'failed stages and dropped frames, grouped by stage and error type'), '24h')
     .option('--camera <id>', 'only this camera')
     .option('--limit <n>', 'at most this many groups', '50')
     .option('--json', 'print the report as JSON (shape: FailureReport in src/trace/queries.ts)');
@@ -82,11 +78,9 @@ export function traceCommand(): Command {
     });
   });
 
-  const search = dbCommand('search', 'frames by camera, state and time, newest first')
+  const search = withWindow(dbCommand('search', 'frames by camera, state and time, newest first'), '1h')
     .option('--camera <id>', 'only this camera')
     .addOption(new Option('--state <state>', 'only frames in this state').choices(['captured', 'queued', 'processing', 'completed', 'failed', 'dropped']))
-    .option('--since <when>', 'window start: a duration ago (2h) or an ISO time', '1h')
-    .option('--until <when>', 'window end: a duration ago or an ISO time (default now)')
     .option('--limit <n>', 'at most this many frames', '50')
     .option('--json', 'print {window, frames} as JSON (FrameBrief in src/trace/queries.ts)');
   search.action(async (flags: Flags) => {
@@ -98,10 +92,8 @@ export function traceCommand(): Command {
     });
   });
 
-  const camera = dbCommand('camera', 'camera lifecycle events (online, offline with reason, frozen) and offline periods')
+  const camera = withWindow(dbCommand('camera', 'camera lifecycle events (online, offline with reason, frozen) and offline periods'), '24h')
     .argument('[cameraId]', 'the camera (default: every camera)')
-    .option('--since <when>', 'window start: a duration ago (24h) or an ISO time', '24h')
-    .option('--until <when>', 'window end: a duration ago or an ISO time (default now)')
     .option('--limit <n>', 'at most this many events (the latest)', '200')
     .option('--json', 'print the report as JSON (shape: CameraReport in src/trace/queries.ts)');
   camera.action(async (cameraId: string | undefined, flags: Flags) => {
@@ -117,6 +109,13 @@ export function traceCommand(): Command {
 }
 
 type Flags = Record<string, unknown>;
+
+/** --since/--until, read by timeWindow(). */
+function withWindow(cmd: Command, defaultSince: string): Command {
+  return cmd
+    .option('--since <when>', `window start: a duration ago (e.g. ${defaultSince}) or an ISO time`, defaultSince)
+    .option('--until <when>', 'window end: a duration ago or an ISO time (default now)');
+}
 
 function dbCommand(name: string, description: string): Command {
   const cmd = new Command(name).description(description);

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { groupLag } from '../src/bus/group-lag.js';
 import { redisKeys } from '../src/bus/keys.js';
+import { deleteKeysWithPrefix } from '../src/bus/redis.js';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' }, fps: { type: 'string', default: '30' }, out: { type: 'string', default: 'soak.csv' }, every: { type: 'string', default: '10' } } });
 const minutes = Number(values.minutes);
@@ -78,12 +79,7 @@ async function main(): Promise<void> {
     const spread = mean ? (100 * (Math.max(...v) - Math.min(...v))) / 2 / mean : 0;
     process.stdout.write(`${h.padEnd(28)} mean ${mean.toFixed(0).padStart(12)}  min ${Math.min(...v)}  max ${Math.max(...v)}  +/-${spread.toFixed(1)}%\n`);
   });
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (found.length) await redis.del(...found);
-  } while (cursor !== '0');
+  await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();
 }
 

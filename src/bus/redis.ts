@@ -59,3 +59,15 @@ export async function closeRedis(...conns: Redis[]): Promise<void> {
     }),
   );
 }
+
+/** Deletes every key under a prefix (SCAN, not KEYS, so a big Redis is not blocked). */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (found.length) deleted += await redis.del(...found);
+  } while (cursor !== '0');
+  return deleted;
+}

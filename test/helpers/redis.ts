@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../../src/bus/keys.js';
+import { deleteKeysWithPrefix } from '../../src/bus/redis.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -27,12 +28,7 @@ export async function testRedis(label?: string, url = REDIS_URL): Promise<TestRe
     prefix,
     keys: redisKeys(prefix),
     async cleanup() {
-      let cursor = '0';
-      do {
-        const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (found.length) await redis.del(...found);
-      } while (cursor !== '0');
+      await deleteKeysWithPrefix(redis, prefix);
       redis.disconnect();
       blocking.disconnect();
     },
