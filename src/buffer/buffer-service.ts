@@ -3,7 +3,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import { sleep, backoffDelay } from '../bus/backoff.js';
 import { encodeEvent } from '../bus/event-codec.js';
 import { ID_RE, toFieldMap, ULID_FIELD_RE, type FieldList } from '../bus/fields.js';
-import { decodeFrame, encodeFrame } from '../bus/frame-codec.js';
+import { decodeFrame, decodeReadyFrame, encodeFrame } from '../bus/frame-codec.js';
 import { groupLag } from '../bus/group-lag.js';
 import { ackAndAppend, delAndAppend, type AckAndAppend, type Append, type DelAndAppend } from '../bus/handoff.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
@@ -745,7 +745,7 @@ export class BufferService {
       }
       let frame: FrameMessage;
       try {
-        frame = decodeFrame(r.fields);
+        frame = decodeReadyFrame(r.fields);
       } catch (e) {
         if (!(e instanceof MalformedMessageError)) throw e;
         metrics.entriesMalformed.inc({ stream });

@@ -1,7 +1,8 @@
 import { EVENT_TYPES, type EventType, type LifecycleEvent } from '../domain/events.js';
 import { isCameraEventType, type CameraEvent } from '../domain/camera-events.js';
 import { MalformedMessageError } from '../domain/errors.js';
-import { FieldReader, ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE, type FieldList } from './fields.js';
+import { frameIdTime } from '../domain/frame-id.js';
+import { decodeFieldMap, FieldReader, ID_RE, MAX_TIME_MS, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE, type FieldList } from './fields.js';
 
 const MAX_TEXT = 2000;
 
@@ -28,7 +29,7 @@ export function encodeEvent(e: LifecycleEvent): FieldList {
 }
 
 export function decodeEvent(fields: FieldList): LifecycleEvent {
-  const r = new FieldReader(toFieldMap(fields));
+  const r = new FieldReader(decodeFieldMap(fields));
   const type = r.string('type');
   if (!(EVENT_TYPES as readonly string[]).includes(type)) throw new MalformedMessageError(`unknown event type ${JSON.stringify(type.slice(0, 64))}`, 'type');
   const durationRaw = r.optional('duration_ms');
@@ -37,10 +38,12 @@ export function decodeEvent(fields: FieldList): LifecycleEvent {
   const traceparent = r.traceparent();
   const processorId = r.optional('processor_id');
   const capability = r.optional('capability');
+  const frameId = r.string('frame_id', ULID_FIELD_RE);
+  if (frameIdTime(frameId) > MAX_TIME_MS) throw new MalformedMessageError('field frame_id carries a time after the year 9999', 'frame_id');
   return {
     eventId: r.string('event_id', ULID_FIELD_RE),
     type: type as EventType,
-    frameId: r.string('frame_id', ULID_FIELD_RE),
+    frameId,
     cameraId: r.string('camera_id', ID_RE),
     at: r.int('at', 0, 281_474_976_710_655),
     source: r.string('source', ID_RE),
@@ -71,7 +74,7 @@ export function encodeCameraEvent(e: CameraEvent): FieldList {
 }
 
 function decodeCameraEvent(fields: FieldList): CameraEvent {
-  const r = new FieldReader(toFieldMap(fields));
+  const r = new FieldReader(decodeFieldMap(fields));
   const type = r.string('type');
   if (!isCameraEventType(type)) throw new MalformedMessageError(`unknown camera event type ${JSON.stringify(type.slice(0, 64))}`, 'type');
   return {

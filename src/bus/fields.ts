@@ -6,12 +6,59 @@ export type FieldList = string[];
 export const MESSAGE_VERSION = '1';
 const TRACEPARENT_RE = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 const MAX_FIELD_LENGTH = 65_536;
+/** No message has more than ~20 fields; names are short identifiers. */
+const MAX_FIELDS = 64;
+const MAX_NAME_LENGTH = 64;
+/** JSON fields nest this deep at most (JSON.stringify and PostgreSQL's jsonb overflow their stacks at a few thousand). */
+const MAX_JSON_DEPTH = 32;
+/**
+ * The latest time a frame id may carry: 9999-12-31T23:59:59.999Z. Later ULID times (up to
+ * year 10889) are beyond Date#toISOString's plain years and PostgreSQL's date input.
+ */
+export const MAX_TIME_MS = 253_402_300_799_999;
 
 export function toFieldMap(fields: FieldList): Map<string, string> {
   if (!Array.isArray(fields) || fields.length % 2 !== 0) throw new MalformedMessageError('entry fields are not name/value pairs');
   const map = new Map<string, string>();
   for (let i = 0; i < fields.length; i += 2) map.set(String(fields[i]), String(fields[i + 1]));
   return map;
+}
+
+/**
+ * toFieldMap for decoding: also rejects what a consumer must not take at face value:
+ * duplicated names (which value counts?), too many fields, over-long names or values
+ * (read or not), each naming the field.
+ */
+export function decodeFieldMap(fields: FieldList): Map<string, string> {
+  if (!Array.isArray(fields) || fields.length % 2 !== 0) throw new MalformedMessageError('entry fields are not name/value pairs');
+  if (fields.length / 2 > MAX_FIELDS) throw new MalformedMessageError(`entry has ${fields.length / 2} fields (at most ${MAX_FIELDS})`);
+  const map = new Map<string, string>();
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = String(fields[i]);
+    const value = String(fields[i + 1]);
+    if (name.length > MAX_NAME_LENGTH) throw new MalformedMessageError(`field name ${JSON.stringify(name.slice(0, 32))}... is too long (${name.length} characters)`, name.slice(0, 32));
+    if (value.length > MAX_FIELD_LENGTH) throw new MalformedMessageError(`field ${name} is too long (${value.length} characters)`, name);
+    if (map.has(name)) throw new MalformedMessageError(`field ${name} appears more than once`, name);
+    map.set(name, value);
+  }
+  return map;
+}
+
+/** How deep a JSON text nests (brackets outside strings), without parsing it. */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) max = Math.max(max, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
 }
 
 export function toFieldList(obj: Record<string, string | number | undefined>): FieldList {
@@ -63,6 +110,7 @@ export class FieldReader {
   json(name: string): Record<string, unknown> | undefined {
     const v = this.optional(name);
     if (v === undefined) return undefined;
+    if (jsonDepth(v) > MAX_JSON_DEPTH) throw new MalformedMessageError(`field ${name} nests deeper than ${MAX_JSON_DEPTH} levels`, name);
     let parsed: unknown;
     try {
       parsed = JSON.parse(v);
@@ -75,4 +123,5 @@ export class FieldReader {
 }
 
 export const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-export const ULID_FIELD_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+/** A ULID; it starts with 0-7, as larger ones overflow its 48-bit time. */
+export const ULID_FIELD_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;

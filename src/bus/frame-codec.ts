@@ -1,7 +1,7 @@
 import type { FrameMessage } from '../domain/frame.js';
 import { frameIdTime } from '../domain/frame-id.js';
 import { MalformedMessageError } from '../domain/errors.js';
-import { FieldReader, ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE, type FieldList } from './fields.js';
+import { decodeFieldMap, FieldReader, ID_RE, MAX_TIME_MS, MESSAGE_VERSION, toFieldList, ULID_FIELD_RE, type FieldList } from './fields.js';
 
 const CAPS_RE = /^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64}){0,31}$/;
 
@@ -26,9 +26,10 @@ export function encodeFrame(m: FrameMessage): FieldList {
 }
 
 export function decodeFrame(fields: FieldList): FrameMessage {
-  const r = new FieldReader(toFieldMap(fields));
+  const r = new FieldReader(decodeFieldMap(fields));
   const frameId = r.string('frame_id', ULID_FIELD_RE);
-  const capturedAt = r.int('captured_at', 0, 281_474_976_710_655);
+  if (frameIdTime(frameId) > MAX_TIME_MS) throw new MalformedMessageError('field frame_id carries a time after the year 9999', 'frame_id');
+  const capturedAt = r.int('captured_at', 0, MAX_TIME_MS);
   if (frameIdTime(frameId) !== capturedAt) throw new MalformedMessageError('field captured_at does not match the time in frame_id', 'captured_at');
   const caps = r.optional('capabilities');
   if (caps !== undefined && !CAPS_RE.test(caps)) throw new MalformedMessageError('field capabilities is malformed', 'capabilities');
@@ -42,10 +43,19 @@ export function decodeFrame(fields: FieldList): FrameMessage {
     sizeBytes: r.int('size_bytes', 0, 256 * 1024 * 1024),
     priority: r.int('priority', 0, 9),
     payloadKey: r.string('payload_key', /^[^\s]{1,200}$/),
-    capabilities: caps ? caps.split(',') : [],
+    // A set: a capability named twice would be routed (and processed) twice.
+    capabilities: caps ? [...new Set(caps.split(','))] : [],
     traceparent: r.traceparent(),
     tracestate: r.optional('tracestate'),
     processorId: r.optional('processor_id') === undefined ? undefined : r.string('processor_id', ID_RE),
     capability: r.optional('capability') === undefined ? undefined : r.string('capability', ID_RE),
   };
+}
+
+/** A ready stream's entry (frames:ready:<id>): a frame that also names its processor and capability. */
+export function decodeReadyFrame(fields: FieldList): FrameMessage {
+  const frame = decodeFrame(fields);
+  if (frame.processorId === undefined) throw new MalformedMessageError('missing field processor_id', 'processor_id');
+  if (frame.capability === undefined) throw new MalformedMessageError('missing field capability', 'capability');
+  return frame;
 }

@@ -6,6 +6,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { FieldList } from './fields.js';
 import type { RedisKeys } from './keys.js';
 import { backoffDelay, sleep } from './backoff.js';
+import { countTrimmedUnread } from './trim-loss.js';
 
 export interface Entry<T> {
   id: string;
@@ -164,7 +165,10 @@ export class StreamConsumer<T> {
       this.opts.stream, this.opts.group, this.opts.consumer, this.opts.claimIdleMs, this.claimCursor, 'COUNT', this.currentBatchSize(),
     )) as [string, RawEntry[], string[]?];
     this.claimCursor = next;
-    if (next === '0-0') this.lastClaim = now; // a full pass done; else continue the scan next turn
+    if (next === '0-0') {
+      this.lastClaim = now; // a full pass done; else continue the scan next turn
+      await this.countTrimmedUnread();
+    }
     if (deleted?.length) {
       // Trimmed by MAXLEN while pending: the entry is gone, so say so loudly and count it.
       this.opts.metrics?.entriesDeadLettered.inc({ stream: this.opts.stream, reason: 'trimmed_while_pending' }, deleted.length);
@@ -175,6 +179,17 @@ export class StreamConsumer<T> {
     this.opts.metrics?.entriesReclaimed.inc({ stream: this.opts.stream }, entries.length);
     this.opts.logger?.info('reclaimed pending entries from an idle consumer', { stream: this.opts.stream, count: entries.length });
     return entries;
+  }
+
+  /** Entries MAXLEN trimmed before this group read them: gone, so say so loudly and count them. */
+  private async countTrimmedUnread(): Promise<void> {
+    if (this.opts.deleteOnAck) return; // XDEL on the stream: Redis cannot tell (and the writers check room instead)
+    const lost = await countTrimmedUnread(this.opts.redis, this.opts.stream, this.opts.group, this.opts.keys.counters);
+    if (lost <= 0) return;
+    this.opts.metrics?.entriesDeadLettered.inc({ stream: this.opts.stream, reason: 'trimmed_unread' }, lost);
+    this.opts.logger?.error('entries were trimmed (stream MAXLEN) before this group read them: they are lost', {
+      stream: this.opts.stream, group: this.opts.group, count: lost,
+    });
   }
 
   private async deliveryCounts(ids: string[]): Promise<Map<string, number>> {
@@ -203,9 +218,11 @@ export class StreamConsumer<T> {
       try {
         good.push({ id, message: this.opts.decode(fields), deliveries });
       } catch (err) {
-        if (!(err instanceof MalformedMessageError)) throw err;
+        // Any decode error is the entry's: retrying the batch would not change it, and would
+        // at last dead-letter the good entries beside it.
+        const why = err instanceof MalformedMessageError ? err.message : `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
         this.opts.metrics?.entriesMalformed.inc({ stream: this.opts.stream });
-        bad.push({ id, fields, reason: `malformed: ${err.message}`, deliveries });
+        bad.push({ id, fields, reason: `malformed: ${why}`, deliveries });
       }
     }
     const nullIds = raw.filter(([, f]) => f === null).map(([id]) => id);

@@ -27,3 +27,10 @@ export class TimeoutError extends DetektrError {}
 
 /** Something asked for does not exist (an unknown frame id, say). The CLI exits 1. */
 export class NotFoundError extends DetektrError {}
+
+/**
+ * A frame's image left Redis (payload TTL) before a processor got to it: not the
+ * processor's fault, so the frame's stage ends dropped with this reason rather than failed
+ * (which would count against the processor's circuit breaker).
+ */
+export class PayloadExpiredError extends DetektrError {}

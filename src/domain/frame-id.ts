@@ -8,7 +8,8 @@ import { InvalidInputError } from './errors.js';
  */
 export type FrameId = string;
 
-const ULID_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+// 26 base32 characters carry 130 bits: a ULID (128) starts with 0-7, else the time overflows.
+const ULID_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
 const nextUlid = monotonicFactory();
 
 export function newFrameId(nowMs: number = Date.now()): FrameId {

@@ -137,8 +137,12 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
     phase = 'draining';
     const drainEnd = Date.now() + o.drainTimeoutMs;
     while (Date.now() < drainEnd && !o.signal?.aborted) {
-      counts = await stateCounts(o.pool, cameras, since);
-      if (counts.completed + counts.failed + counts.dropped >= sent) break;
+      try {
+        counts = await stateCounts(o.pool, cameras, since);
+        if (counts.completed + counts.failed + counts.dropped >= sent) break;
+      } catch {
+        // The database is away (e.g. restarting): frames wait in Redis; ask again until the drain timeout.
+      }
       await sleep(250);
     }
     clearInterval(progress);

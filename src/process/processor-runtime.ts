@@ -4,12 +4,13 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { encodeEvent } from '../bus/event-codec.js';
 import { ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE } from '../bus/fields.js';
-import { decodeFrame } from '../bus/frame-codec.js';
+import { decodeReadyFrame } from '../bus/frame-codec.js';
 import { ackAndAppend } from '../bus/handoff.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
 import { addEvent } from '../bus/publish.js';
 import { StreamConsumer, consumerName, type DeadLetterEntry, type Entry } from '../bus/stream-consumer.js';
 import { makeEvent } from '../domain/events.js';
+import { PayloadExpiredError } from '../domain/errors.js';
 import type { FrameMessage } from '../domain/frame.js';
 import { ProcessorRegistry, type InstanceStats } from '../buffer/registry.js';
 import { ATTR } from '../telemetry/attributes.js';
@@ -141,7 +142,7 @@ export class ProcessorRuntime {
       stream: opts.keys.ready(opts.id),
       group: GROUPS.processor,
       consumer: this.instance,
-      decode: decodeFrame,
+      decode: decodeReadyFrame,
       handle: (entries) => this.handle(entries),
       batchSize: () => this.holdLimit - this.inFlight.size,
       blockMs: opts.blockMs,
@@ -334,6 +335,7 @@ export class ProcessorRuntime {
       let result: ProcessorResult | undefined;
       let resultJson = '{}';
       let error: string | undefined;
+      let dropReason: string | undefined;
       const run = tracer.startSpan(`run ${processor.name}`, { attributes: { [ATTR.frameId]: frame.frameId, [ATTR.processorId]: id } }, trace.setSpan(parent, span));
       try {
         result = await this.runProcessor(f);
@@ -348,14 +350,17 @@ export class ProcessorRuntime {
           span.end();
           return;
         }
-        error = err instanceof FrameTimeoutError ? err.message : `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
+        if (err instanceof PayloadExpiredError) dropReason = err.message;
+        else error = err instanceof FrameTimeoutError ? err.message : `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
       }
       const durationMs = performance.now() - started;
-      const event = error === undefined
-        ? makeEvent({ ...base, type: 'processing.completed', durationMs, data: result ? summary(result) : undefined })
-        : makeEvent({ ...base, type: 'processing.failed', durationMs, error });
+      const event = dropReason !== undefined
+        ? makeEvent({ ...base, type: 'frame.dropped', reason: dropReason })
+        : error === undefined
+          ? makeEvent({ ...base, type: 'processing.completed', durationMs, data: result ? summary(result) : undefined })
+          : makeEvent({ ...base, type: 'processing.failed', durationMs, error });
       const targets = [{ stream: keys.events, fields: encodeEvent(event) }];
-      if (error === undefined) {
+      if (error === undefined && dropReason === undefined) {
         targets.unshift({
           stream: keys.results,
           fields: toFieldList({
@@ -372,6 +377,12 @@ export class ProcessorRuntime {
         logger.info('frame already committed by another instance: outcome discarded', { frame_id: frame.frameId, entry_id: entry.id, attempt: entry.deliveries });
         span.setAttribute('detektr.outcome', 'duplicate');
         span.end();
+        return;
+      }
+      if (dropReason !== undefined) {
+        metrics.framesDropped.inc({ reason: 'payload_expired' });
+        logger.warn('frame dropped', { frame_id: frame.frameId, trace_id: span.spanContext().traceId, reason: dropReason });
+        endSpan(span, dropReason);
         return;
       }
       const outcome = error === undefined ? 'completed' : 'failed';
@@ -412,7 +423,7 @@ export class ProcessorRuntime {
       }
       if (processor.needsImage && !thumbnail) {
         image = (await redis.getBuffer(frame.payloadKey)) ?? undefined;
-        if (!image) throw new Error(`payload ${frame.payloadKey} is gone (expired before processing)`);
+        if (!image) throw new PayloadExpiredError(`payload expired before processing (payload TTL): ${frame.payloadKey}`);
       }
       const stopped = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {

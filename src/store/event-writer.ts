@@ -282,12 +282,15 @@ function arrayLiteral(values: ReadonlyArray<string | number | boolean | null>): 
   return `{${parts.join(',')}}`;
 }
 
-// PostgreSQL text and jsonb cannot hold U+0000; one in a processor's message must not make
-// the batch fail on every retry.
+// PostgreSQL text and jsonb cannot hold U+0000, nor jsonb an unpaired surrogate ("\ud800"),
+// in a value or a key; one in a processor's message must not make the batch fail on every retry.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 function dataJson(data: Record<string, unknown>): string {
   const json = JSON.stringify(data);
-  if (!json.includes('\\u0000')) return json;
-  return JSON.stringify(data, (_k, v: unknown) => (typeof v === 'string' ? v.replaceAll('\0', '') : v));
+  if (!json.includes('\\u0000') && !/\\ud[89a-f]/.test(json)) return json;
+  const clean = (s: string) => s.replaceAll('\0', '').replace(LONE_SURROGATE, '\ufffd');
+  return JSON.stringify(data, (_k, v: unknown) => (typeof v === 'string' ? clean(v)
+    : v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [clean(k), x])) : v));
 }
 
 function malformed(e: LifecycleEvent, field: string): MalformedMessageError {

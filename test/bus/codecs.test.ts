@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeEvent, encodeEvent } from '../../src/bus/event-codec.js';
-import { decodeFrame, encodeFrame } from '../../src/bus/frame-codec.js';
+import { decodeBusEvent, decodeEvent, encodeEvent } from '../../src/bus/event-codec.js';
+import { decodeFrame, decodeReadyFrame, encodeFrame } from '../../src/bus/frame-codec.js';
 import { MalformedMessageError } from '../../src/domain/errors.js';
 import { EVENT_TYPES, makeEvent } from '../../src/domain/events.js';
 import { frameIdTime, newFrameId } from '../../src/domain/frame-id.js';
@@ -17,7 +17,7 @@ const frameArb = fc.record({
   height: fc.integer({ min: 1, max: 16384 }),
   sizeBytes: fc.integer({ min: 0, max: 1 << 28 }),
   priority: fc.integer({ min: 0, max: 9 }),
-  capabilities: fc.array(name, { maxLength: 4 }),
+  capabilities: fc.uniqueArray(name, { maxLength: 4 }),
   trace: fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }),
 }).map(({ time, trace, ...r }): FrameMessage => {
   const frameId = newFrameId(time);
@@ -43,7 +43,7 @@ describe('frame message codec', () => {
       ['frame_id', 'nope'], ['frame_id', undefined], ['camera_id', 'has space'], ['width', '-3'], ['width', '1.5'],
       ['height', 'abc'], ['priority', '10'], ['size_bytes', '1e3'], ['traceparent', '00-zz-11-01'],
       ['traceparent', `00-${'0'.repeat(32)}-${'1'.repeat(16)}-01`], ['captured_at', '1'], ['v', '2'], ['v', undefined],
-      ['capabilities', 'a,,b'],
+      ['capabilities', 'a,,b'], ['frame_id', 'ZZZZZZZZZZZZZZZZZZZZZZZZZZ'], ['frame_id', '7ZZZZZZZZZ0000000000000000'],
     ];
     for (const [field, value] of cases) {
       const f = { ...good };
@@ -68,6 +68,56 @@ describe('frame message codec', () => {
         expect(e).toBeInstanceOf(MalformedMessageError);
       }
     }));
+  });
+});
+
+describe('what every decoder rejects (consumer-fuzz found these)', () => {
+  const good = () => fieldsOf(fc.sample(frameArb, 1)[0]);
+  const fieldOf = (fn: () => unknown): string | undefined => {
+    try {
+      fn();
+    } catch (e) {
+      expect(e).toBeInstanceOf(MalformedMessageError);
+      return (e as MalformedMessageError).field ?? (e as Error).message;
+    }
+    return undefined;
+  };
+
+  it('duplicated names, too many fields, over-long names and values (read or not)', () => {
+    expect(fieldOf(() => decodeFrame([...toList(good()), 'width', '7']))).toBe('width');
+    expect(fieldOf(() => decodeFrame([...toList(good()), ...Array.from({ length: 100 }, (_, i) => [`x${i}`, '1']).flat()]))).toMatch(/entry has 11\d fields/);
+    expect(fieldOf(() => decodeFrame([...toList(good()), 'n'.repeat(65), '1']))).toBe('n'.repeat(32));
+    expect(fieldOf(() => decodeFrame([...toList(good()), 'junk', 'j'.repeat(65_537)]))).toBe('junk');
+  });
+
+  it('ULIDs beyond 48 bits of time (a ULIDError before) and frame times after the year 9999', () => {
+    const ev = encodeEvent(makeEvent({ type: 'frame.captured', frameId: newFrameId(), cameraId: 'c1', source: 'capture' }));
+    const set = (k: string, v: string) => ev.map((x, i) => (ev[i - 1] === k ? v : x));
+    expect(fieldOf(() => decodeEvent(set('frame_id', '8ZZZZZZZZZZZZZZZZZZZZZZZZZ')))).toBe('frame_id');
+    expect(fieldOf(() => decodeEvent(set('frame_id', '7ZZZZZZZZZ0000000000000000')))).toBe('frame_id');
+    expect(fieldOf(() => decodeEvent(set('event_id', 'ZZZZZZZZZZZZZZZZZZZZZZZZZZ')))).toBe('event_id');
+    fc.assert(fc.property(fc.stringMatching(/^[0-9A-HJKMNP-TV-Z]{26}$/), (id) => {
+      fieldOf(() => decodeFrame(toList({ ...good(), frame_id: id })));
+      fieldOf(() => decodeBusEvent(set('frame_id', id)));
+    }));
+  });
+
+  it('JSON nested deeper than 32 levels (JSON.stringify and jsonb overflow their stacks at a few thousand)', () => {
+    const ev = encodeEvent(makeEvent({ type: 'frame.captured', frameId: newFrameId(), cameraId: 'c1', source: 'capture', data: { a: 1 } }));
+    const withData = (d: string) => ev.map((x, i) => (ev[i - 1] === 'data' ? d : x));
+    const deep = (n: number) => `{"a":${'['.repeat(n - 1)}${']'.repeat(n - 1)}}`;
+    expect(decodeEvent(withData(deep(32))).data).toBeDefined();
+    expect(decodeEvent(withData('{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"[["}')).data).toBeDefined();
+    expect(fieldOf(() => decodeEvent(withData(deep(33))))).toBe('data');
+    expect(fieldOf(() => decodeEvent(withData(deep(30_000))))).toBe('data');
+  });
+
+  it('capabilities are a set; a ready stream entry names its processor and capability', () => {
+    expect(decodeFrame(toList({ ...good(), capabilities: 'a,b,a' })).capabilities).toEqual(['a', 'b']);
+    const g = good();
+    expect(fieldOf(() => decodeReadyFrame(toList(g)))).toBe('processor_id');
+    expect(fieldOf(() => decodeReadyFrame(toList({ ...g, processor_id: 'p' })))).toBe('capability');
+    expect(decodeReadyFrame(toList({ ...g, processor_id: 'p', capability: 'c' })).capability).toBe('c');
   });
 });
 

@@ -157,6 +157,35 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         expect(await pendingCount()).toBe(0);
       });
 
+      it('counts entries trimmed before the group read them, once, whether the group existed before or not', async () => {
+        const trimmed = async () => Number((await t.redis.hget(t.keys.counters, `trimmed:${t.keys.captured}`)) ?? 0);
+        const handled: string[] = [];
+        const add = async (n: number, maxlen?: number) => {
+          for (let i = 0; i < n; i++) await t.redis.xadd(t.keys.captured, ...(maxlen ? ['MAXLEN', String(maxlen)] : []), '*', ...encodeFrame(frame()));
+        };
+        // No group yet: 20 published, 15 trimmed away before any consumer came.
+        await add(20, 5);
+        const c = startConsumer('late', async (entries, self) => {
+          handled.push(...entries.map((e) => e.id));
+          await self.ack(entries.map((e) => e.id));
+        }, { claimIdleMs: 200 });
+        await waitFor('15 trimmed counted, 5 handled', async () => (await trimmed()) === 15 && handled.length === 5);
+        // The group has read: 10 more of which 5 are trimmed unread while the consumer is stopped.
+        await c.close();
+        await add(10, 5);
+        startConsumer('back', async (entries, self) => {
+          handled.push(...entries.map((e) => e.id));
+          await self.ack(entries.map((e) => e.id));
+        }, { claimIdleMs: 200 });
+        await waitFor('5 more trimmed counted, 5 more handled', async () => (await trimmed()) === 20 && handled.length === 10);
+        // No trimming: nothing more counted, and the group's lag is true again.
+        await add(3);
+        await waitFor('3 more handled', () => handled.length === 13);
+        await new Promise((r) => setTimeout(r, 400)); // another reclaim pass
+        expect(await trimmed()).toBe(20);
+        expect((await groupLag(t.redis, t.keys.captured))[0].lag).toBe(0);
+      });
+
       it('deleteOnAck: acked entries leave the stream, so its length is the queue depth; lag stays exact', async () => {
         await t.redis.xgroup('CREATE', t.keys.captured, 'g', '0', 'MKSTREAM');
         for (let i = 0; i < 5; i++) await t.redis.xadd(t.keys.captured, '*', ...encodeFrame(frame()));
