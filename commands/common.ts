@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { loadConfig, type LoadedConfig } from '../src/config/load-config.js';
-import type { ConfigKey } from '../src/config/schema.js';
+import { registerSecretValue } from '../src/config/redact-text.js';
+import { CONFIG_KEYS, type ConfigKey, type KeySpec } from '../src/config/schema.js';
 
 /** Flags shared by every command that talks to the infrastructure, mapped to config keys. */
 const SHARED: [flag: string, key: ConfigKey, help: string][] = [
@@ -17,7 +18,7 @@ const DATA: [flag: string, key: ConfigKey, help: string][] = [
 ];
 
 const WORKER: [flag: string, key: ConfigKey, help: string][] = [
-  ['--metrics-port <port>', 'metricsPort', 'port of /metrics, /healthz, /readyz on 127.0.0.1 (0: any free port)'],
+  ['--metrics-port <port>', 'metricsPort', 'port of /metrics, /healthz, /readyz (on --metrics-host; 0: any free port)'],
   ['--metrics-host <host>', 'metricsHost', 'address the metrics server binds to (default 127.0.0.1)'],
 ];
 
@@ -39,7 +40,13 @@ export function resolveConfig(flags: Record<string, unknown>, extra: Partial<Rec
     const v = flags[camel(flag)];
     if (v !== undefined) mapped[key] = v;
   }
-  return loadConfig({ flags: mapped, configPath: flags.config as string | undefined });
+  const loaded = loadConfig({ flags: mapped, configPath: flags.config as string | undefined });
+  // Secrets that are not URLs (the API token) are masked by value wherever they could be printed.
+  for (const [key, spec] of Object.entries(CONFIG_KEYS) as [ConfigKey, KeySpec][]) {
+    const value: unknown = loaded.config[key];
+    if (spec.secret && spec.type !== 'url' && typeof value === 'string') registerSecretValue(value);
+  }
+  return loaded;
 }
 
 export function collect(value: string, previous: string[] = []): string[] {

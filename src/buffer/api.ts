@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ID_RE } from '../bus/fields.js';
-import { sendJson, type Route } from '../telemetry/http-server.js';
+import { bearerMatches, checkApiToken, isLoopbackHost, sendJson, type Route } from '../telemetry/http-server.js';
 import type { BufferService } from './buffer-service.js';
 import type { InstanceStats } from './registry.js';
 
@@ -12,28 +12,64 @@ class HttpError extends Error {
   }
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+/**
+ * The request body, at most MAX_BODY_BYTES whether announced by Content-Length or sent
+ * chunked: past the limit reading stops at once with a 413 (nothing more is buffered; the
+ * rest is drained and the connection closed after the answer).
+ */
+function readBody(req: IncomingMessage): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) {
     req.resume();
-    throw new HttpError(413, `body too large: ${declared} bytes (limit ${MAX_BODY_BYTES})`);
+    return Promise.reject(new HttpError(413, `body too large: ${declared} bytes (limit ${MAX_BODY_BYTES})`, { connection: 'close' }));
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let tooLarge = false;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) tooLarge = true; // keep draining, so the answer reaches the client
-    else chunks.push(chunk);
-  }
-  if (tooLarge) throw new HttpError(413, `body too large: over ${MAX_BODY_BYTES} bytes`);
-  if (size === 0) return undefined;
-  if (type !== 'application/json') throw new HttpError(415, `content-type must be application/json, got ${type ? JSON.stringify(type) : 'none'}`);
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) {
+        chunks.push(chunk);
+        return;
+      }
+      done();
+      req.resume(); // drain, discarding, so the answer can reach the client
+      reject(new HttpError(413, `body too large: over ${MAX_BODY_BYTES} bytes`, { connection: 'close' }));
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks));
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(new HttpError(400, `request body could not be read: ${err.message}`));
+    };
+    const onClose = () => {
+      done();
+      reject(new HttpError(400, 'request body incomplete: the client went away'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const body = await readBody(req);
+  if (body.length === 0) return undefined;
+  if (type !== 'application/json') throw new HttpError(415, `content-type must be application/json, got ${type ? JSON.stringify(type.slice(0, 100)) : 'none'}`);
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (err) {
-    throw new HttpError(400, `body is not valid JSON: ${(err as Error).message}`);
+    throw new HttpError(400, `body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
   }
 }
 
@@ -48,10 +84,19 @@ function noUnknown(o: Record<string, unknown>, allowed: string[]): void {
   if (extra.length) throw new HttpError(400, `unknown field${extra.length > 1 ? 's' : ''} ${extra.map((k) => JSON.stringify(k.slice(0, 64))).join(', ')} (allowed: ${allowed.join(', ')})`);
 }
 
+/** A short, safe description of a client's value for an error message (no deep or huge stringify). */
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'string') return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}...` : v);
+  return String(v).slice(0, 64);
+}
+
 function intField(o: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
   const v = o[name];
   if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new HttpError(400, `field ${name} must be an integer between ${min} and ${max}${v === undefined ? ' (missing)' : `, got ${JSON.stringify(v).slice(0, 64)}`}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new HttpError(400, `field ${name} must be an integer between ${min} and ${max}${v === undefined ? ' (missing)' : `, got ${describe(v)}`}`);
   return v;
 }
 
@@ -70,9 +115,34 @@ function methods(req: IncomingMessage, allowed: string[]): void {
   if (!allowed.includes(req.method ?? '')) throw new HttpError(405, `method ${req.method} not allowed here (allowed: ${allowed.join(', ')})`, { allow: allowed.join(', ') });
 }
 
+const READ_ONLY = ['GET', 'HEAD'];
+
+/**
+ * Every request that may change something (anything but GET and HEAD) must carry the
+ * token when one is set. Without a token such requests are only taken from loopback
+ * connections: a server bound off loopback without a token is refused at start
+ * (checkApiExposure), this is the second line.
+ */
+function authorize(req: IncomingMessage, token: string | undefined): void {
+  if (READ_ONLY.includes(req.method ?? '')) return;
+  const challenge = { 'www-authenticate': 'Bearer realm="detektr"' };
+  if (token === undefined) {
+    if (!isLoopbackHost(req.socket.localAddress)) {
+      throw new HttpError(403, 'this API is reachable off loopback but no apiToken is set (DETEKTR_API_TOKEN): changes are refused');
+    }
+    return;
+  }
+  const header = req.headers.authorization;
+  if (!header) throw new HttpError(401, `${req.method} needs the API token: send "Authorization: Bearer <apiToken>" (the buffer's DETEKTR_API_TOKEN)`, challenge);
+  if (!/^Bearer\s/i.test(header)) throw new HttpError(401, 'Authorization must be "Bearer <apiToken>"', challenge);
+  if (!bearerMatches(header, token)) throw new HttpError(401, 'wrong API token', challenge);
+}
+
 export interface ApiOptions {
   /** Default heartbeat period announced for processors registered through the API. */
   heartbeatMs: number;
+  /** Bearer token required on every POST/DELETE (apiToken); unset: only loopback clients may change things. */
+  token?: string;
 }
 
 /**
@@ -86,14 +156,17 @@ export interface ApiOptions {
  *   GET    /status                      pressure, lanes, input lag, processors, breakers, dead-letter counts
  *
  * Bodies are JSON objects of at most 64 KiB, validated field by field; bad input gets a 4xx
- * with a JSON {error} naming the problem, never a 500.
+ * with a JSON {error} naming the problem, never a 500. POST and DELETE need
+ * `Authorization: Bearer <token>` when `opts.token` is set (401 without it); GETs stay open.
  */
 export function bufferApi(buffer: BufferService, opts: ApiOptions): Route {
+  checkApiToken(opts.token);
   return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const path = (req.url ?? '/').split('?')[0].replace(/\/+$/, '') || '/';
     const parts = path.split('/').filter(Boolean);
     if (parts[0] !== 'processors' && path !== '/status') return false;
     try {
+      authorize(req, opts.token);
       if (path === '/status') {
         methods(req, ['GET', 'HEAD']);
         sendJson(res, 200, await buffer.status());
@@ -146,10 +219,14 @@ export function bufferApi(buffer: BufferService, opts: ApiOptions): Route {
         buffer.invalidate();
         sendJson(res, 200, { id, lastHeartbeat: Date.now() });
       } else {
-        throw new HttpError(404, `no route ${path}`);
+        throw new HttpError(404, `no route ${JSON.stringify(path.length > 200 ? `${path.slice(0, 200)}...` : path)}`);
       }
     } catch (err) {
       if (err instanceof HttpError) {
+        if (!req.complete) {
+          req.resume(); // an unread body is drained so the answer reaches the client, and the connection closed after it
+          err.headers.connection = 'close';
+        }
         if (!res.headersSent) {
           for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
           sendJson(res, err.status, { error: err.message });

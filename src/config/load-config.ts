@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { InvalidInputError } from '../domain/errors.js';
 import { CONFIG_KEYS, type ConfigKey, type KeySpec } from './schema.js';
 import { parseValue } from './parse-value.js';
-import { redactSecrets } from './redact-text.js';
+import { redactValue } from './redact-text.js';
 
 export type Source = 'flag' | 'env' | 'file' | 'default';
 
@@ -30,6 +30,7 @@ export interface Config {
   dataDir: string;
   strategy: 'least-loaded' | 'camera-affinity' | 'round-robin';
   apiPort?: number;
+  apiToken?: string;
   shedPolicy: 'lowest-priority' | 'oldest';
   pressureHigh: number;
   pressureCritical: number;
@@ -64,6 +65,8 @@ export interface LoadConfigInput {
 }
 
 const KEYS = Object.keys(CONFIG_KEYS) as ConfigKey[];
+/** As assertSchemaName in src/store/pg.ts. */
+const SCHEMA_NAME_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const BY_FILE_NAME = new Map<string, ConfigKey>(KEYS.flatMap((k) => [[k, k], [kebab(k), k]] as [string, ConfigKey][]));
 
@@ -139,22 +142,31 @@ export function loadConfig(input: LoadConfigInput = {}): LoadedConfig {
       config[key] = spec.default;
       sources[key] = 'default';
     }
+    const where = () => (sources[key] === 'flag' ? `--${kebab(key)}` : sources[key] === 'env' ? spec.env! : `${path}: ${key}`);
     if (spec.choices && config[key] !== undefined && !spec.choices.includes(config[key] as string)) {
-      const where = sources[key] === 'flag' ? `--${kebab(key)}` : sources[key] === 'env' ? spec.env! : `${path}: ${key}`;
-      throw new InvalidInputError(`${where}: "${String(config[key])}" must be one of ${spec.choices.join(', ')}`);
+      throw new InvalidInputError(`${where()}: "${redactValue(String(config[key]))}" must be one of ${spec.choices.join(', ')}`);
+    }
+    // The schema becomes an SQL identifier (search_path, CREATE SCHEMA): checked here so the error names the setting.
+    if (key === 'dbSchema' && !SCHEMA_NAME_RE.test(String(config[key]))) {
+      throw new InvalidInputError(`${where()}: schema name ${redactValue(JSON.stringify(config[key]))} is invalid: use lowercase letters, digits and _ (not first), at most 63 characters`);
     }
   }
   if (sources.cameras === 'file' && Object.keys(cameraOptions).length) config.cameraOptions = cameraOptions;
   return { config: config as unknown as Config, sources, file: fileValues ? path : undefined };
 }
 
-/** The effective configuration with every secret redacted: safe to log or print. */
+/**
+ * The effective configuration with every secret redacted: safe to log or print. Every
+ * string goes through the redactor, not only the keys marked secret: any URL a user sets
+ * (a trace UI URL with user:password@, a ?token=) may carry credentials.
+ */
 export function redactedConfig(config: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of KEYS) {
-    const value = config[key];
+    const value: unknown = (config as unknown as Record<string, unknown>)[key];
     const spec: KeySpec = CONFIG_KEYS[key];
-    out[key] = spec.secret && typeof value === 'string' ? redactSecrets(value) : key === 'cameras' ? (value as string[]).map(redactSecrets) : value;
+    if (typeof value === 'string') out[key] = spec.secret && spec.type !== 'url' ? '***' : redactValue(value);
+    else out[key] = Array.isArray(value) ? value.map((v) => redactValue(String(v))) : value;
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import { InvalidInputError } from '../domain/errors.js';
-import { redactSecrets } from './redact-text.js';
+import { redactValue } from './redact-text.js';
 import type { KeySpec } from './schema.js';
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -14,22 +14,22 @@ export function parseDuration(raw: string | number, name = 'duration'): number {
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']);
 }
 
-function show(spec: KeySpec, raw: unknown): string {
-  const text = typeof raw === 'string' ? raw : JSON.stringify(raw);
-  return spec.secret ? redactSecrets(text) : text;
+/** The raw value for an error message; redacted whatever the key (any URL may hold credentials). */
+function show(raw: unknown): string {
+  return redactValue(typeof raw === 'string' ? raw : String(JSON.stringify(raw)));
 }
 
 function checkRange(name: string, spec: KeySpec, n: number, raw: unknown): number {
   if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
     const range = spec.max === undefined ? `at least ${spec.min}` : `between ${spec.min ?? 0} and ${spec.max}`;
-    throw new InvalidInputError(`${name}: "${show(spec, raw)}" is out of range (${range})`);
+    throw new InvalidInputError(`${name}: "${show(raw)}" is out of range (${range})`);
   }
   return n;
 }
 
 /** Turn a raw value (a string from a flag or the environment, or a YAML value) into the key's type. */
 export function parseValue(name: string, spec: KeySpec, raw: unknown): unknown {
-  const bad = (why: string) => new InvalidInputError(`${name}: "${show(spec, raw)}" ${why}`);
+  const bad = (why: string) => new InvalidInputError(`${name}: "${show(raw)}" ${why}`);
   switch (spec.type) {
     case 'string':
       if (typeof raw !== 'string' || raw === '') throw bad('must be a non-empty string');

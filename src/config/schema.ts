@@ -39,6 +39,7 @@ export const CONFIG_KEYS = {
   traceUiUrl: { type: 'url', env: 'DETEKTR_TRACE_UI_URL', description: 'trace UI base URL (Jaeger), for links in trace find' },
   dataDir: { type: 'string', default: '.detektr', env: 'DETEKTR_DATA_DIR', description: 'directory of the embedded backends (run without REDIS_URL / DATABASE_URL): pgdata/ and run.json' },
   strategy: { type: 'string', default: 'least-loaded', env: 'DETEKTR_STRATEGY', choices: ['least-loaded', 'camera-affinity', 'round-robin'], description: 'buffer: how a processor is chosen among those of a capability' },
+  apiToken: { type: 'string', env: 'DETEKTR_API_TOKEN', secret: true, description: 'buffer: bearer token its HTTP API requires on POST/DELETE (register, unregister, heartbeat); required when metricsHost is not loopback' },
   apiPort: { type: 'int', env: 'DETEKTR_API_PORT', min: 0, max: 65535, description: 'buffer: port of its HTTP API (/processors, /status) with /metrics /healthz /readyz (default: the metrics port, 9102)' },
   shedPolicy: { type: 'string', default: 'lowest-priority', env: 'DETEKTR_SHED_POLICY', choices: ['lowest-priority', 'oldest'], description: 'buffer: which waiting frames are dropped first under critical pressure' },
   pressureHigh: { type: 'number', default: 4, env: 'DETEKTR_PRESSURE_HIGH', min: 0.1, max: 10_000, description: 'buffer: waiting frames, in multiples of the processors\' capacity, at which intake slows' },
@@ -58,3 +59,4 @@ export const CONFIG_KEYS = {
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;
+

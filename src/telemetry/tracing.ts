@@ -2,7 +2,37 @@ import { context, propagation, trace, SpanKind, SpanStatusCode, type Context, ty
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { envDetector, hostDetector, osDetector, processDetector, serviceInstanceIdDetector, type DetectedResourceAttributes, type ResourceDetector } from '@opentelemetry/resources';
+import { redactValue } from '../config/redact-text.js';
 import { ATTR, MESSAGING_SYSTEM } from './attributes.js';
+
+/**
+ * The SDK's process detector reports the command line (process.command_args), and flags
+ * carry URLs with passwords (--redis-url, --camera id=rtsp://user:pass@...): this one
+ * redacts every string it reports.
+ */
+const redactedProcessDetector: ResourceDetector = {
+  detect(config) {
+    const redact = (x: unknown) => (typeof x === 'string' ? redactValue(x) : x);
+    const attributes: DetectedResourceAttributes = {};
+    for (const [k, v] of Object.entries(processDetector.detect(config).attributes ?? {})) {
+      attributes[k] = (Array.isArray(v) ? v.map(redact) : redact(v)) as typeof v;
+    }
+    return { attributes };
+  },
+};
+
+/** The SDK's choice (OTEL_NODE_RESOURCE_DETECTORS, default env, process, host), with the process detector redacted. */
+function resourceDetectors(env: NodeJS.ProcessEnv): ResourceDetector[] {
+  const byName: Record<string, ResourceDetector> = {
+    host: hostDetector, os: osDetector, serviceinstance: serviceInstanceIdDetector, process: redactedProcessDetector, env: envDetector,
+  };
+  const names = (env.OTEL_NODE_RESOURCE_DETECTORS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) return [envDetector, redactedProcessDetector, hostDetector];
+  if (names.includes('all')) return Object.values(byName);
+  if (names.includes('none')) return [];
+  return names.flatMap((n) => byName[n] ?? []);
+}
 
 export interface Tracing {
   tracer: Tracer;
@@ -39,6 +69,7 @@ export function initTracing(serviceName: string, env: NodeJS.ProcessEnv = proces
       : new NoopSpanProcessor();
     const sdk = new NodeSDK({
       serviceName: env.OTEL_SERVICE_NAME || serviceName,
+      resourceDetectors: resourceDetectors(env),
       spanProcessors: [processor],
       logRecordProcessors: [],
       metricReaders: [],

@@ -1,3 +1,5 @@
+import { redactUrl } from '../config/redact.js';
+import { redactSecrets } from '../config/redact-text.js';
 import { InvalidInputError } from '../domain/errors.js';
 
 /**
@@ -74,8 +76,13 @@ export function frameTraceQL(frameId: string): string {
 const HOUR = 3_600_000;
 const TEMPLATE_RE = /\{(traceId|frameId|traceql)\}/;
 
+/** A URL fit to print: no user:password@ (the browser asks for them), credential-like parameters masked. */
+function printable(url: string): string {
+  return redactUrl(url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1'));
+}
+
 export function traceLinks(cfg: TraceBackendConfig, ref: TraceRef): { traceUrl?: string; traceSearchUrl?: string } {
-  const ui = cfg.uiUrl?.trim();
+  const ui = cfg.uiUrl && printable(cfg.uiUrl.trim());
   if (!ui) return {};
   if (TEMPLATE_RE.test(ui)) {
     if (ui.includes('{traceId}') && !ref.traceId) return {};
@@ -137,7 +144,8 @@ export async function fetchSpans(cfg: TraceBackendConfig, ref: TraceRef, fetchIm
     try {
       res = await fetchImpl(`${api}${path}`, { signal: AbortSignal.timeout(cfg.timeoutMs ?? 5000), headers: { accept: 'application/json' } });
     } catch (err) {
-      throw new TraceBackendError(`${cfg.kind} at ${api} cannot be reached: ${(err as Error).message}`);
+      // fetch's message may quote the whole URL, credentials included.
+      throw new TraceBackendError(redactSecrets(`${cfg.kind} at ${redactUrl(api)} cannot be reached: ${(err as Error).message}`));
     }
     return { status: res.status, body: await res.text() };
   };
