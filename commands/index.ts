@@ -1,22 +1,31 @@
 import { Command, CommanderError } from 'commander';
 import { DetektrError, InvalidInputError, NotFoundError } from '../src/domain/errors.js';
 import { redactSecrets } from '../src/config/redact-text.js';
-import { bufferCommand } from './buffer.js';
-import { captureCommand } from './capture.js';
-import { configCommand } from './config.js';
-import { loadtestCommand } from './loadtest.js';
-import { maintainCommand } from './maintain.js';
-import { migrateCommand } from './migrate.js';
-import { processCommand } from './process.js';
-import { runCommand } from './run.js';
-import { statusCommand } from './status.js';
-import { storeCommand } from './store.js';
-import { traceCommand } from './trace.js';
-import { validateCommand } from './validate.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
-export function buildProgram(): Command {
+/**
+ * Each command's module, loaded only when needed: a one-shot command such as `trace find`
+ * then starts without importing capture (node-av), ink, the OpenTelemetry SDK of the
+ * others... `--help` and unknown commands load them all.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  run: async () => (await import('./run.js')).runCommand(),
+  migrate: async () => (await import('./migrate.js')).migrateCommand(),
+  capture: async () => (await import('./capture.js')).captureCommand(),
+  buffer: async () => (await import('./buffer.js')).bufferCommand(),
+  process: async () => (await import('./process.js')).processCommand(),
+  store: async () => (await import('./store.js')).storeCommand(),
+  maintain: async () => (await import('./maintain.js')).maintainCommand(),
+  trace: async () => (await import('./trace.js')).traceCommand(),
+  validate: async () => (await import('./validate.js')).validateCommand(),
+  loadtest: async () => (await import('./loadtest.js')).loadtestCommand(),
+  status: async () => (await import('./status.js')).statusCommand(),
+  config: async () => (await import('./config.js')).configCommand(),
+};
+
+/** The program with every command, or only `only` when it names one. */
+export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('detektr')
     .description('camera video pipelines with per-frame observability: every frame traced, counted and findable by its id')
     .version('0.1.0')
@@ -35,9 +44,8 @@ Pipeline (each a long-lived worker; run them side by side):
 
 Environment: REDIS_URL, DATABASE_URL, DETEKTR_* (see docs/architecture.md), OTEL_* (OpenTelemetry).
 Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`);
-  for (const cmd of [runCommand(), migrateCommand(), captureCommand(), bufferCommand(), processCommand(), storeCommand(), maintainCommand(), traceCommand(), validateCommand(), loadtestCommand(), statusCommand(), configCommand()]) {
-    program.addCommand(cmd);
-  }
+  const names = only !== undefined && Object.hasOwn(COMMANDS, only) ? [only] : Object.keys(COMMANDS);
+  for (const cmd of await Promise.all(names.map((n) => COMMANDS[n]()))) program.addCommand(cmd);
   const exitOverride = (cmd: Command) => {
     cmd.exitOverride();
     cmd.commands.forEach(exitOverride);
@@ -54,7 +62,7 @@ function fail(code: number, message: string): number {
 export async function main(argv: string[]): Promise<void> {
   let code: number;
   try {
-    await buildProgram().parseAsync(argv);
+    await (await buildProgram(argv[2])).parseAsync(argv);
     code = typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
