@@ -309,6 +309,13 @@ export class BufferService {
     const { redis, keys, tracer, metrics, logger, streamMaxLen } = this.opts;
     this.lastIntake = Date.now();
     await this.refreshIfStale();
+    // The registry may have emptied between canTakeIn and this read (a restart of Redis or of
+    // the last processor): wait for one, as canTakeIn does, rather than drop the batch.
+    while (!this.processors.length) {
+      if (this.closing) throw new Error('stopping with no processor registered: the batch stays pending');
+      await sleep(250, () => this.closing);
+      await this.refreshIfStale(true);
+    }
     const offered = new Set(this.processors.flatMap((p) => p.capabilities));
     const calls: AckAndAppend[] = [];
     const spans: Span[] = [];
