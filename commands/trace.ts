@@ -1,8 +1,9 @@
 import { Command, Option } from 'commander';
 import type pg from 'pg';
 import { parseDuration } from '../src/config/parse-value.js';
+import { redactValue } from '../src/config/redact-text.js';
 import { parseFrameId, frameIdTime } from '../src/domain/frame-id.js';
-import { InvalidInputError, NotFoundError } from '../src/domain/errors.js';
+import { DetektrError, InvalidInputError, NotFoundError } from '../src/domain/errors.js';
 import { resolveDatabase } from '../src/embedded/resolve-backends.js';
 import { createPool } from '../src/store/pg.js';
 import { findJourney } from '../src/trace/journey.js';
@@ -140,7 +141,7 @@ function backendConfig(flags: Flags): TraceBackendConfig {
     try {
       new URL(apiUrl);
     } catch {
-      throw new InvalidInputError(`trace API URL "${apiUrl}" is not a valid URL`);
+      throw new InvalidInputError(`trace API URL "${redactValue(apiUrl)}" is not a valid URL`);
     }
   }
   return {
@@ -159,6 +160,12 @@ async function withPool(flags: Flags, fn: (pool: pg.Pool, schema: string) => Pro
   const pool = createPool(db.url, { schema: config.dbSchema, max: 1 });
   try {
     await fn(pool, config.dbSchema);
+  } catch (err) {
+    // 42P01 undefined_table: the schema was never migrated (or is another one than meant).
+    if ((err as { code?: string }).code === '42P01') {
+      throw new DetektrError(`schema "${config.dbSchema}" has no detektr tables: run \`detektr migrate\` first, or pick the schema with --db-schema / DETEKTR_DB_SCHEMA`, { cause: err });
+    }
+    throw err;
   } finally {
     await pool.end();
     await db.close();

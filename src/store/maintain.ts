@@ -103,7 +103,7 @@ export async function maintain(opts: MaintainOptions): Promise<MaintainReport> {
   return withClient(opts.pool, async (client) => {
     // Detaching waits for the transactions that still see the partition; refreshing scans
     // hours of frames: more than the pool's default statement timeout allows.
-    await client.query(`SET statement_timeout = ${Math.floor(opts.statementTimeoutMs ?? 600_000)}`);
+    await client.query("SELECT set_config('statement_timeout', $1, false)", [String(Math.floor(opts.statementTimeoutMs ?? 600_000))]);
     try {
       const storage = await readStorage(client);
       return storage.kind === 'native' ? await maintainNative(client, storage, opts) : await maintainTimescale(client, storage, opts);

@@ -136,13 +136,30 @@ export class TraceBackendError extends Error {}
  * not know the trace (not sampled, or expired); rejects with TraceBackendError when the
  * backend cannot be reached or answers something else.
  */
+function splitCredentials(url: string): { api: string; authorization?: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { api: url };
+  }
+  if (!u.username && !u.password) return { api: url };
+  const authorization = `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+  u.username = '';
+  u.password = '';
+  return { api: u.toString().replace(/\/+$/, ''), authorization };
+}
+
 export async function fetchSpans(cfg: TraceBackendConfig, ref: TraceRef, fetchImpl: FetchLike = fetch as unknown as FetchLike): Promise<SpanSummary[]> {
-  const api = (cfg.apiUrl ?? cfg.uiUrl)?.trim().replace(/\/+$/, '');
-  if (!api || TEMPLATE_RE.test(api)) throw new TraceBackendError('no trace API URL configured (--trace-api-url or DETEKTR_TRACE_API_URL)');
+  const configured = (cfg.apiUrl ?? cfg.uiUrl)?.trim().replace(/\/+$/, '');
+  if (!configured || TEMPLATE_RE.test(configured)) throw new TraceBackendError('no trace API URL configured (--trace-api-url or DETEKTR_TRACE_API_URL)');
+  // fetch refuses URLs with credentials: user:password@ becomes a Basic Authorization header.
+  const { api, authorization } = splitCredentials(configured);
+  const headers: Record<string, string> = { accept: 'application/json', ...(authorization ? { authorization } : {}) };
   const get = async (path: string): Promise<{ status: number; body: string }> => {
     let res;
     try {
-      res = await fetchImpl(`${api}${path}`, { signal: AbortSignal.timeout(cfg.timeoutMs ?? 5000), headers: { accept: 'application/json' } });
+      res = await fetchImpl(`${api}${path}`, { signal: AbortSignal.timeout(cfg.timeoutMs ?? 5000), headers });
     } catch (err) {
       // fetch's message may quote the whole URL, credentials included.
       throw new TraceBackendError(redactSecrets(`${cfg.kind} at ${redactUrl(api)} cannot be reached: ${(err as Error).message}`));

@@ -54,6 +54,7 @@ function resourceSpans(id: (hex: string) => string) {
 interface Seen {
   path: string;
   query: URLSearchParams;
+  authorization?: string;
 }
 
 /** Answers like Jaeger v2 (api_v3) and Grafana Tempo (v2, v1, search) do, per `mode`. */
@@ -62,7 +63,7 @@ function startBackend(): Promise<{ url: string; seen: Seen[]; mode: { tempo: 'v2
   const mode: { tempo: 'v2' | 'v1-only' } = { tempo: 'v2' };
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const u = new URL(req.url!, 'http://x');
-    seen.push({ path: u.pathname, query: u.searchParams });
+    seen.push({ path: u.pathname, query: u.searchParams, authorization: req.headers.authorization });
     const json = (status: number, body: unknown, raw?: string) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(raw ?? JSON.stringify(body));
@@ -157,6 +158,14 @@ describe('fetchSpans', () => {
       },
     ]);
     expect(backend.seen.some((s) => s.path.startsWith('/jaeger/api/traces/'))).toBe(false);
+  });
+
+  it('credentials in the API URL go in a Basic Authorization header (fetch refuses them in URLs)', async () => {
+    const withCreds = backend.url.replace('http://', 'http://ops:s%40cret@');
+    const spans = await fetchSpans({ kind: 'jaeger', apiUrl: `${withCreds}/jaeger` }, ref);
+    expect(spans).toHaveLength(2);
+    expect(backend.seen.at(-1)!.authorization).toBe(`Basic ${Buffer.from('ops:s@cret').toString('base64')}`);
+    await expect(fetchSpans({ kind: 'jaeger', apiUrl: 'http://ops:s3cretpass@127.0.0.1:1' }, ref)).rejects.toThrow(/^(?!.*s3cretpass)/s);
   });
 
   it('Jaeger: an unknown trace is no spans; an unreachable or failing backend is an error', async () => {

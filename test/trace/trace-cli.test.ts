@@ -30,7 +30,7 @@ async function detektr(...args: string[]): Promise<{ code: number; stdout: strin
   }) as never);
   const exitCode = process.exitCode;
   try {
-    await main(['node', 'detektr', ...args, '--database-url', TEST_DATABASE_URL, '--db-schema', schema]);
+    await main(['node', 'detektr', ...args, '--database-url', TEST_DATABASE_URL, ...(args.includes('--db-schema') ? [] : ['--db-schema', schema])]);
   } finally {
     out.mockRestore();
     err.mockRestore();
@@ -109,6 +109,9 @@ describe('detektr migrate / maintain / trace (CLI)', () => {
     const unknown = await detektr('trace', 'find', ulid());
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/not found/);
+    const unmigrated = await detektr('trace', 'find', ulid(), '--db-schema', 'never_migrated');
+    expect(unmigrated.code).toBe(1);
+    expect(unmigrated.stderr).toMatch(/schema "never_migrated" has no detektr tables: run `detektr migrate`/);
     for (const args of [
       ['trace', 'find', 'frame-42'],
       ['trace', 'slow', '--threshold', 'fast'],
