@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { expect } from 'vitest';
 import { groupLag } from '../../src/bus/group-lag.js';
 import { GROUPS, redisKeys, type RedisKeys } from '../../src/bus/keys.js';
 import { deleteKeysWithPrefix } from '../../src/bus/redis.js';
+import type { LoadtestReport } from '../../src/ops/loadtest.js';
 import { runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
 import { TEST_DATABASE_URL, uniqueSchema } from '../helpers/pg.js';
 import { REDIS_URL, uniquePrefix, waitFor } from '../helpers/redis.js';
@@ -137,7 +139,7 @@ export class FaultPipeline {
     const report = proc.exited.then((code) => {
       clearTimeout(timer);
       try {
-        return { code, ...(JSON.parse(proc.stdout()) as Omit<LoadReport, 'code'>) };
+        return { code, ...(JSON.parse(proc.stdout()) as LoadtestReport) };
       } catch {
         throw new Error(`loadtest exited ${code} without a report: ${proc.stderr().slice(-2000)}`);
       }
@@ -175,16 +177,18 @@ export class FaultPipeline {
   }
 }
 
-export interface LoadReport {
-  code: number | null;
-  sent: number;
-  sendErrors: number;
-  completed: number;
-  failed: number;
-  dropped: number;
-  droppedByReason: Record<string, number>;
-  unaccounted: number;
-  latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null };
+/** `detektr loadtest --json`'s report, with its exit code. */
+export type LoadReport = LoadtestReport & { code: number | null };
+
+/** Every frame sent ended completed, failed or dropped with a reason; none twice, none left. */
+export function expectEveryFrameAccounted(r: LoadReport, acc: Accounting, sent: number): void {
+  expect(r.sendErrors).toBe(0);
+  expect(r.sent).toBe(sent);
+  expect(r.unaccounted).toBe(0);
+  expect(r.completed + r.failed + r.dropped).toBe(r.sent);
+  expect(acc.unfinished).toBe(0);
+  expect(acc.duplicates).toBe(0);
+  expect(acc.withoutReason).toBe(0);
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
