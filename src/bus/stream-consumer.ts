@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { Redis, ChainableCommander } from 'ioredis';
-import { MalformedMessageError } from '../domain/errors.js';
+import { describeError, MalformedMessageError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { FieldList } from './fields.js';
@@ -220,7 +220,7 @@ export class StreamConsumer<T> {
       } catch (err) {
         // Any decode error is the entry's: retrying the batch would not change it, and would
         // at last dead-letter the good entries beside it.
-        const why = err instanceof MalformedMessageError ? err.message : `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
+        const why = err instanceof MalformedMessageError ? err.message : describeError(err);
         this.opts.metrics?.entriesMalformed.inc({ stream: this.opts.stream });
         bad.push({ id, fields, reason: `malformed: ${why}`, deliveries });
       }

@@ -34,3 +34,8 @@ export class NotFoundError extends DetektrError {}
  * (which would count against the processor's circuit breaker).
  */
 export class PayloadExpiredError extends DetektrError {}
+
+/** "Name: message" of anything thrown, for a reason or an error field. */
+export function describeError(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : `Error: ${String(err)}`;
+}

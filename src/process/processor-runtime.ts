@@ -10,7 +10,7 @@ import { GROUPS, type RedisKeys } from '../bus/keys.js';
 import { addEvent } from '../bus/publish.js';
 import { StreamConsumer, consumerName, type DeadLetterEntry, type Entry } from '../bus/stream-consumer.js';
 import { makeEvent } from '../domain/events.js';
-import { PayloadExpiredError } from '../domain/errors.js';
+import { describeError, PayloadExpiredError } from '../domain/errors.js';
 import type { FrameMessage } from '../domain/frame.js';
 import { ProcessorRegistry, type InstanceStats } from '../buffer/registry.js';
 import { ATTR } from '../telemetry/attributes.js';
@@ -351,7 +351,7 @@ export class ProcessorRuntime {
           return;
         }
         if (err instanceof PayloadExpiredError) dropReason = err.message;
-        else error = err instanceof FrameTimeoutError ? err.message : `${(err as Error)?.name ?? 'Error'}: ${(err as Error)?.message ?? String(err)}`;
+        else error = err instanceof FrameTimeoutError ? err.message : describeError(err);
       }
       const durationMs = performance.now() - started;
       const event = dropReason !== undefined
