@@ -54,10 +54,19 @@ const RUN_CAPTURE = `
 const CHILD = `${root}bench/lib/decode-child.ts`;
 
 function ensureBuilt(): void {
-  const newest = (dir: string, ext: string) => Math.max(0, ...readdirSync(dir).filter((f) => f.endsWith(ext)).map((f) => statSync(`${dir}/${f}`).mtimeMs));
+  const newest = (dir: string, ext: string) =>
+    Math.max(
+      0,
+      ...readdirSync(dir)
+        .filter((f) => f.endsWith(ext))
+        .map((f) => statSync(`${dir}/${f}`).mtimeMs),
+    );
   let built = 0;
   try {
-    built = Math.min(statSync(`${root}dist/src/capture/camera-worker.js`).mtimeMs, statSync(`${root}dist/src/capture/capture-service.js`).mtimeMs);
+    built = Math.min(
+      statSync(`${root}dist/src/capture/camera-worker.js`).mtimeMs,
+      statSync(`${root}dist/src/capture/capture-service.js`).mtimeMs,
+    );
   } catch {
     // not built
   }
@@ -110,11 +119,18 @@ async function window(pids: number[], seconds: number): Promise<{ cpu: number[];
   await sleep(seconds);
   const elapsed = (performance.now() - t0) / 1000;
   const m1 = machine();
-  return { cpu: pids.map((pid, i) => (cpuMs(pid) - c0[i]) / 10 / elapsed), elapsed, machineBusy: (100 * (m1.busy - m0.busy)) / (m1.total - m0.total) };
+  return {
+    cpu: pids.map((pid, i) => (cpuMs(pid) - c0[i]) / 10 / elapsed),
+    elapsed,
+    machineBusy: (100 * (m1.busy - m0.busy)) / (m1.total - m0.total),
+  };
 }
 
 async function child(mode: string, url: string, seconds: number): Promise<number> {
-  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, mode, url, String(FPS)], { cwd: root, stdio: ['ignore', 'ignore', 'ignore'] });
+  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, mode, url, String(FPS)], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
   try {
     await sleep(WARMUP);
     if (p.exitCode !== null) throw new Error(`${mode} child exited (${p.exitCode})`);
@@ -132,7 +148,10 @@ async function scrape(port: number): Promise<Scrape> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const out: Scrape = new Map();
   for (const line of text.split('\n')) {
-    const m = /^(detektr_(?:frames_published_total|capture_dropped_total|capture_reconnects_total|capture_errors_total|capture_lag_seconds))\{([^}]*)\} (\S+)$/.exec(line);
+    const m =
+      /^(detektr_(?:frames_published_total|capture_dropped_total|capture_reconnects_total|capture_errors_total|capture_lag_seconds))\{([^}]*)\} (\S+)$/.exec(
+        line,
+      );
     if (!m) continue;
     const cam = /camera="([^"]+)"/.exec(m[2])?.[1] ?? '';
     const key = `${m[1]}|${cam}`;
@@ -177,9 +196,18 @@ async function capture(url: string, cameras: number, seconds: number, serverPid:
   const port = await freePort();
   const prefix = `bench:capture:${process.pid}:${cameras}:${Math.random().toString(36).slice(2, 7)}:`;
   const ids = Array.from({ length: cameras }, (_, i) => `cam${i + 1}`);
-  const args = [...ids.flatMap((id) => ['--camera', `${id}=${url}`]), '--fps', String(FPS), '--metrics-port', String(port), '--log-level', 'warn'];
+  const args = [
+    ...ids.flatMap((id) => ['--camera', `${id}=${url}`]),
+    '--fps',
+    String(FPS),
+    '--metrics-port',
+    String(port),
+    '--log-level',
+    'warn',
+  ];
   const p = spawn(process.execPath, ['--input-type=module', '-e', RUN_CAPTURE, '--', ...args], {
-    cwd: root, env: { ...process.env, REDIS_URL, DETEKTR_PREFIX: prefix, DETEKTR_STREAM_MAXLEN: '20000', DETEKTR_PAYLOAD_TTL: '20s' },
+    cwd: root,
+    env: { ...process.env, REDIS_URL, DETEKTR_PREFIX: prefix, DETEKTR_STREAM_MAXLEN: '20000', DETEKTR_PAYLOAD_TTL: '20s' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -250,11 +278,28 @@ for (const stream of values.only === 'capacity' ? [] : streams) {
     const bare = median(runs.decode);
     const rows = [
       { what: 'bare decode: node-av low-level sync, 1 thread (baseline)', 'CPU % of a core': median(runs.decode), 'x bare decode': 1 },
-      { what: 'bare decode: node-av Demuxer + Decoder (async, defaults)', 'CPU % of a core': median(runs['decode-hl']), 'x bare decode': median(runs['decode-hl']) / bare },
-      { what: `capture reader alone: decode + ${FPS} fps checks + JPEG q80`, 'CPU % of a core': median(runs.reader), 'x bare decode': median(runs.reader) / bare },
-      { what: `detektr capture, 1 camera, --fps ${FPS}`, 'CPU % of a core': median(runs.capture), 'x bare decode': median(runs.capture) / bare },
+      {
+        what: 'bare decode: node-av Demuxer + Decoder (async, defaults)',
+        'CPU % of a core': median(runs['decode-hl']),
+        'x bare decode': median(runs['decode-hl']) / bare,
+      },
+      {
+        what: `capture reader alone: decode + ${FPS} fps checks + JPEG q80`,
+        'CPU % of a core': median(runs.reader),
+        'x bare decode': median(runs.reader) / bare,
+      },
+      {
+        what: `detektr capture, 1 camera, --fps ${FPS}`,
+        'CPU % of a core': median(runs.capture),
+        'x bare decode': median(runs.capture) / bare,
+      },
     ];
-    if (runs.redis.length) rows.push({ what: '  + redis-server while capture ran', 'CPU % of a core': median(runs.redis), 'x bare decode': median(runs.redis) / bare });
+    if (runs.redis.length)
+      rows.push({
+        what: '  + redis-server while capture ran',
+        'CPU % of a core': median(runs.redis),
+        'x bare decode': median(runs.redis) / bare,
+      });
     printTable(
       `CPU per camera, ${stream.label}, medians of ${ROUNDS} x ${SECONDS} s (RTSP server: ${median(runs.server).toFixed(1)} % of a core;` +
         ` machine busy ${Math.min(...busy).toFixed(0)}-${Math.max(...busy).toFixed(0)} % of ${cpus().length} cores in the windows)`,
@@ -267,7 +312,10 @@ for (const stream of values.only === 'capacity' ? [] : streams) {
 
 // 2. Capacity, on the last stream (the camera-like one by default).
 const stream = streams[streams.length - 1];
-const server = values.only === 'cpu' ? undefined : await startRtspServer({ size: values.size, fps: 25, speed: 4, preset: stream.preset, bitrate: stream.kbits });
+const server =
+  values.only === 'cpu'
+    ? undefined
+    : await startRtspServer({ size: values.size, fps: 25, speed: 4, preset: stream.preset, bitrate: stream.kbits });
 try {
   if (!server) process.exit(0);
   const capacity: Record<string, string | number>[] = [];
@@ -278,9 +326,17 @@ try {
     // Keeping up: every frame, no drop or reconnect, and not falling behind the cameras' clocks.
     const ok = r.dropped === 0 && r.reconnects === 0 && worst >= Math.floor(r.expected * 0.97) && r.lag < 1;
     capacity.push({
-      cameras: n, 'capture CPU %': r.cpu, 'per camera': r.cpu / n, 'redis CPU %': r.redisCpu ?? '', 'RTSP server CPU %': r.server,
-      'machine busy %': r.machineBusy, 'frames/s per camera (worst)': worst / (r.expected / FPS), 'lag s (worst)': r.lag, dropped: r.why || 0,
-      reconnects: r.reconnects, sustained: ok ? 'yes' : 'no',
+      cameras: n,
+      'capture CPU %': r.cpu,
+      'per camera': r.cpu / n,
+      'redis CPU %': r.redisCpu ?? '',
+      'RTSP server CPU %': r.server,
+      'machine busy %': r.machineBusy,
+      'frames/s per camera (worst)': worst / (r.expected / FPS),
+      'lag s (worst)': r.lag,
+      dropped: r.why || 0,
+      reconnects: r.reconnects,
+      sustained: ok ? 'yes' : 'no',
     });
     if (!ok) break;
     sustained = n;

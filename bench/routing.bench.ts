@@ -35,7 +35,10 @@ function makeView(s: Scenario): RoutingView {
     const cap = `cap${c}`;
     const list: Candidate[] = [];
     for (let p = 0; p < s.perCapability; p++) list.push({ id: `${cap}-proc${p}`, depth: 0, capacity: 1e12 });
-    offered.set(cap, list.map((x) => x.id));
+    offered.set(
+      cap,
+      list.map((x) => x.id),
+    );
     healthy.set(cap, list);
   }
   return { offered, healthy };
@@ -69,7 +72,12 @@ const rows: Record<string, string | number>[] = [];
 for (const s of SCENARIOS) {
   const base = measure(s, new First());
   const baseP50 = percentile(base, 50);
-  const strategies: [string, Strategy][] = [['baseline (first)', new First()], ['least-loaded', new LeastLoaded()], ['round-robin', new RoundRobin()], ['camera-affinity', new CameraAffinity()]];
+  const strategies: [string, Strategy][] = [
+    ['baseline (first)', new First()],
+    ['least-loaded', new LeastLoaded()],
+    ['round-robin', new RoundRobin()],
+    ['camera-affinity', new CameraAffinity()],
+  ];
   for (const [name, strategy] of strategies) {
     const ns = name.startsWith('baseline') ? base : measure(s, strategy);
     const p50 = percentile(ns, 50);

@@ -115,10 +115,22 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::fl
 function rawInsert(c: pg.PoolClient, part: LifecycleEvent[]): Promise<unknown> {
   const col = <T>(f: (e: LifecycleEvent) => T) => part.map(f);
   return c.query(RAW_SQL, [
-    col((e) => e.eventId), col((e) => e.frameId), col((e) => e.cameraId), col((e) => e.type), col((e) => e.at),
-    col((e) => frameIdTime(e.frameId)), col((e) => e.source), col((e) => e.processorId ?? null), col((e) => e.capability ?? null),
-    col((e) => e.attempt ?? null), col((e) => e.durationMs ?? null), col((e) => e.error ?? null), col((e) => e.reason ?? null),
-    col((e) => e.traceId ?? null), col((e) => e.spanId ?? null), col((e) => (e.traceId ? e.sampled !== false : null)),
+    col((e) => e.eventId),
+    col((e) => e.frameId),
+    col((e) => e.cameraId),
+    col((e) => e.type),
+    col((e) => e.at),
+    col((e) => frameIdTime(e.frameId)),
+    col((e) => e.source),
+    col((e) => e.processorId ?? null),
+    col((e) => e.capability ?? null),
+    col((e) => e.attempt ?? null),
+    col((e) => e.durationMs ?? null),
+    col((e) => e.error ?? null),
+    col((e) => e.reason ?? null),
+    col((e) => e.traceId ?? null),
+    col((e) => e.spanId ?? null),
+    col((e) => (e.traceId ? e.sampled !== false : null)),
     col((e) => (e.data === undefined ? null : JSON.stringify(e.data))),
   ]);
 }
@@ -168,7 +180,10 @@ for (const batch of batches) {
   }
 }
 const [l1, l5] = (await import('node:os')).loadavg();
-printTable(`store projection: writer (insert + projection, idempotent) vs raw unnest INSERT, one transaction per batch (per sub-batch); load average ${l1.toFixed(1)} / ${l5.toFixed(1)}`, rows);
+printTable(
+  `store projection: writer (insert + projection, idempotent) vs raw unnest INSERT, one transaction per batch (per sub-batch); load average ${l1.toFixed(1)} / ${l5.toFixed(1)}`,
+  rows,
+);
 const best = Math.max(...rows.flatMap((r) => [r['writer ev/s'] as number, r['writer 2 parallel ev/s'] as number]));
 process.stdout.write(`target >= 50,000 events/s: ${best >= 50_000 ? 'met' : 'NOT met'} (best ${best.toLocaleString('en-US')} ev/s)\n`);
 
@@ -190,8 +205,17 @@ if (values.service) {
       await tx.exec();
     }
     const service = new StoreService({
-      redis, blocking, keys, pool: t.pool, tracer: trace.getTracer('bench'), metrics: createMetrics('bench'),
-      logger: createLogger({ component: 'bench', level: 'error' }), batchSize: 1000, blockMs: 100, claimIdleMs: 60_000, maxDeliveries: 5,
+      redis,
+      blocking,
+      keys,
+      pool: t.pool,
+      tracer: trace.getTracer('bench'),
+      metrics: createMetrics('bench'),
+      logger: createLogger({ component: 'bench', level: 'error' }),
+      batchSize: 1000,
+      blockMs: 100,
+      claimIdleMs: 60_000,
+      maxDeliveries: 5,
     });
     const started = performance.now();
     const running = service.run();
@@ -203,7 +227,7 @@ if (values.service) {
     const ms = performance.now() - started;
     await service.close();
     await running;
-    printTable('StoreService end to end (XREADGROUP 1000 + decode overlapping the previous batch\'s writeBatch x2 + XACK)', [
+    printTable("StoreService end to end (XREADGROUP 1000 + decode overlapping the previous batch's writeBatch x2 + XACK)", [
       { events: events.length, 'events/s': Math.round(events.length / (ms / 1000)) },
     ]);
   } finally {

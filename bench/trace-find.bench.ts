@@ -41,11 +41,17 @@ if (info) {
   info = await generateDataset({ databaseUrl: DATABASE_URL, schema, frames, days: Number(values.days), cameras: 8 });
 }
 const gb = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GB`;
-printTable('data set', [{
-  frames: info.frames, events: info.events, days: info.days, cameras: info.cameras,
-  'span (UTC)': `${new Date(info.startMs).toISOString().slice(0, 16)} .. ${new Date(info.endMs).toISOString().slice(0, 16)}`,
-  'size on disk': gb(info.bytes), 'generated in s': info.seconds,
-}]);
+printTable('data set', [
+  {
+    frames: info.frames,
+    events: info.events,
+    days: info.days,
+    cameras: info.cameras,
+    'span (UTC)': `${new Date(info.startMs).toISOString().slice(0, 16)} .. ${new Date(info.endMs).toISOString().slice(0, 16)}`,
+    'size on disk': gb(info.bytes),
+    'generated in s': info.seconds,
+  },
+]);
 
 let seed = 12345;
 const rnd = () => {
@@ -75,7 +81,12 @@ const q = stats(times);
 // 2. The whole command: node bin/detektr trace find <id> --json, process start to exit.
 const dist = join(root, 'dist/commands/index.js');
 const newest = (dir: string): number =>
-  Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(join(dir, e.name)).mtimeMs : 0)));
+  Math.max(
+    0,
+    ...readdirSync(dir, { withFileTypes: true }).map((e) =>
+      e.isDirectory() ? newest(join(dir, e.name)) : e.name.endsWith('.ts') ? statSync(join(dir, e.name)).mtimeMs : 0,
+    ),
+  );
 if (!existsSync(dist) || statSync(dist).mtimeMs < Math.max(newest(join(root, 'src')), newest(join(root, 'commands')))) {
   process.stdout.write('dist/ is older than the sources: npm run build ...\n');
   spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
@@ -87,12 +98,15 @@ const run = (args: string[], nodeArgs: string[] = [join(root, 'bin/detektr')]) =
     const p = spawn(process.execPath, [...nodeArgs, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('exit', (code) => (code === 0 ? resolve(performance.now() - t) : reject(new Error(`detektr ${args.join(' ')} exited ${code}: ${err}`))));
+    p.on('exit', (code) =>
+      code === 0 ? resolve(performance.now() - t) : reject(new Error(`detektr ${args.join(' ')} exited ${code}: ${err}`)),
+    );
   });
 // For comparison: the same command with only its own module loaded (what loading
 // subcommands lazily in commands/index.ts would give).
 const traceOnly = [
-  '--input-type=module', '-e',
+  '--input-type=module',
+  '-e',
   `const { traceCommand } = await import(${JSON.stringify(join(root, 'dist/commands/trace.js'))});
    await traceCommand().parseAsync(process.argv.slice(1), { from: 'user' }); process.exit(0);`,
 ];
@@ -122,12 +136,21 @@ const end = info.endMs;
 const H = 3_600_000;
 const lists: Array<[string, () => Promise<unknown>]> = [
   ['trace slow --threshold 50ms --since 1h', () => findSlowFrames(pool, { sinceMs: end - H, untilMs: end, thresholdMs: 50 })],
-  ['trace slow --threshold 50ms --since 24h --camera cam03', () => findSlowFrames(pool, { sinceMs: end - 24 * H, untilMs: end, thresholdMs: 50, cameraId: 'cam03' })],
+  [
+    'trace slow --threshold 50ms --since 24h --camera cam03',
+    () => findSlowFrames(pool, { sinceMs: end - 24 * H, untilMs: end, thresholdMs: 50, cameraId: 'cam03' }),
+  ],
   ['trace failures --since 24h', () => findFailures(pool, { sinceMs: end - 24 * H, untilMs: end })],
   ['trace failures --since 7d', () => findFailures(pool, { sinceMs: end - 168 * H, untilMs: end })],
   ['trace search --state failed --since 2h', () => searchFrames(pool, { sinceMs: end - 2 * H, untilMs: end, state: 'failed', limit: 50 })],
-  ['trace search --camera cam03 --state failed --since 24h', () => searchFrames(pool, { sinceMs: end - 24 * H, untilMs: end, state: 'failed', cameraId: 'cam03', limit: 50 })],
-  ['trace search --camera cam03 --since 2h --limit 50', () => searchFrames(pool, { sinceMs: end - 2 * H, untilMs: end, cameraId: 'cam03', limit: 50 })],
+  [
+    'trace search --camera cam03 --state failed --since 24h',
+    () => searchFrames(pool, { sinceMs: end - 24 * H, untilMs: end, state: 'failed', cameraId: 'cam03', limit: 50 }),
+  ],
+  [
+    'trace search --camera cam03 --since 2h --limit 50',
+    () => searchFrames(pool, { sinceMs: end - 2 * H, untilMs: end, cameraId: 'cam03', limit: 50 }),
+  ],
 ];
 const rows: Record<string, string | number>[] = [];
 for (const [what, fn] of lists) {
@@ -139,7 +162,7 @@ for (const [what, fn] of lists) {
   }
   rows.push({ query: what, median_ms: r2(stats(ts).p50), max_ms: r2(stats(ts).max) });
 }
-printTable('list queries (windows end at the data set\'s end)', rows);
+printTable("list queries (windows end at the data set's end)", rows);
 await pool.end();
 
 if (values.drop) {

@@ -19,7 +19,11 @@ function positiveInt(flag: string) {
 export function captureCommand(): Command {
   const cmd = new Command('capture')
     .description('capture frames from cameras (RTSP, files, FFmpeg test sources) and publish them to the captured stream')
-    .option('--camera <id=url>', 'a camera: id=rtsp://user:pass@host/path, id=testsrc, id=lavfi:<graph>, id=file:///path/video.mp4 (looped) (repeatable)', collect)
+    .option(
+      '--camera <id=url>',
+      'a camera: id=rtsp://user:pass@host/path, id=testsrc, id=lavfi:<graph>, id=file:///path/video.mp4 (looped) (repeatable)',
+      collect,
+    )
     .option('--fps <n>', 'frames per second sampled from each camera (default 5)')
     .option('--jpeg-quality <1-100>', 'JPEG quality of frame payloads (default 80)')
     .option('--payload-ttl <duration>', 'how long each frame image stays in Redis (default 5m)')
@@ -28,19 +32,38 @@ export function captureCommand(): Command {
     .option('--stall-timeout <duration>', 'reconnect a camera that decodes no frame for this long (default 10s)')
     .option('--reconnect-max <duration>', 'longest wait between reconnects; backoff is exponential with full jitter (default 30s)')
     .option('--offline-grace <duration>', '/readyz fails while a camera is offline longer than this (default 30s)')
-    .option('--invalid-frames <policy>', 'corrupt, black and frozen frames: drop, flag or off, or per check e.g. corrupt=drop,black=flag,frozen=off (default corrupt=drop,black=flag,frozen=flag)')
+    .option(
+      '--invalid-frames <policy>',
+      'corrupt, black and frozen frames: drop, flag or off, or per check e.g. corrupt=drop,black=flag,frozen=off (default corrupt=drop,black=flag,frozen=flag)',
+    )
     .option('--frozen-after <duration>', 'a picture unchanged this long is frozen: camera.frozen, frames flagged (default 10s)')
     .option('--thumbnail-width <px>', 'also store a gray thumbnail this wide beside each JPEG (default 0: none)')
-    .option('--ffmpeg-option <key=value>', 'FFmpeg demuxer/protocol option for every camera, e.g. buffer_size=1048576 (repeatable)', collect)
-    .addOption(new Option('--max-frames <n>', 'stop each camera after n published frames, then exit').argParser(positiveInt('--max-frames')));
+    .option(
+      '--ffmpeg-option <key=value>',
+      'FFmpeg demuxer/protocol option for every camera, e.g. buffer_size=1048576 (repeatable)',
+      collect,
+    )
+    .addOption(
+      new Option('--max-frames <n>', 'stop each camera after n published frames, then exit').argParser(positiveInt('--max-frames')),
+    );
   withConfigOptions(cmd, { worker: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const { config, file } = resolveConfig(flags, {
-      cameras: flags.camera, fps: flags.fps, jpegQuality: flags.jpegQuality, payloadTtl: flags.payloadTtl,
-      rtspTransport: flags.transport, cameraTimeout: flags.timeout, stallTimeout: flags.stallTimeout, reconnectMax: flags.reconnectMax,
-      offlineGrace: flags.offlineGrace, invalidFrames: flags.invalidFrames, frozenAfter: flags.frozenAfter, thumbnailWidth: flags.thumbnailWidth,
+      cameras: flags.camera,
+      fps: flags.fps,
+      jpegQuality: flags.jpegQuality,
+      payloadTtl: flags.payloadTtl,
+      rtspTransport: flags.transport,
+      cameraTimeout: flags.timeout,
+      stallTimeout: flags.stallTimeout,
+      reconnectMax: flags.reconnectMax,
+      offlineGrace: flags.offlineGrace,
+      invalidFrames: flags.invalidFrames,
+      frozenAfter: flags.frozenAfter,
+      thumbnailWidth: flags.thumbnailWidth,
     });
-    if (!config.cameras.length) throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');
+    if (!config.cameras.length)
+      throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');
     const where = file ? `config file ${file}: ` : '';
     const cameras = cameraConfigs(config.cameras, config.cameraOptions, flags.camera ? '--camera' : `${where}cameras`);
     if (config.thumbnailWidth !== 0 && config.thumbnailWidth < 8) {
@@ -57,12 +80,23 @@ export function captureCommand(): Command {
       create: (ctx) => {
         routeFfmpegLogs(ctx.logger.child({ source: 'ffmpeg' }));
         service = new CaptureService({
-          redis: ctx.redis(), keys: ctx.keys, tracer: ctx.tracer, metrics: ctx.metrics, logger: ctx.logger,
-          cameras, fps: config.fps, jpegQuality: config.jpegQuality, payloadTtlMs: config.payloadTtl,
-          streamMaxLen: config.streamMaxLen, maxFrames: flags.maxFrames as number | undefined,
+          redis: ctx.redis(),
+          keys: ctx.keys,
+          tracer: ctx.tracer,
+          metrics: ctx.metrics,
+          logger: ctx.logger,
+          cameras,
+          fps: config.fps,
+          jpegQuality: config.jpegQuality,
+          payloadTtlMs: config.payloadTtl,
+          streamMaxLen: config.streamMaxLen,
+          maxFrames: flags.maxFrames as number | undefined,
           settings: {
-            transport: config.rtspTransport, timeoutMs: config.cameraTimeout, stallTimeoutMs: config.stallTimeout,
-            thumbnailWidth: config.thumbnailWidth, ffmpegOptions,
+            transport: config.rtspTransport,
+            timeoutMs: config.cameraTimeout,
+            stallTimeoutMs: config.stallTimeout,
+            thumbnailWidth: config.thumbnailWidth,
+            ffmpegOptions,
             validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },
           },
           reconnect: { maxMs: config.reconnectMax },

@@ -14,7 +14,11 @@ const SHARED: [flag: string, key: ConfigKey, help: string][] = [
 
 /** Where `run` keeps its embedded backends, and where one-shot commands look for them. */
 const DATA: [flag: string, key: ConfigKey, help: string][] = [
-  ['--data-dir <dir>', 'dataDir', 'directory of the embedded backends used when no Redis / PostgreSQL URL is set (env DETEKTR_DATA_DIR; default .detektr)'],
+  [
+    '--data-dir <dir>',
+    'dataDir',
+    'directory of the embedded backends used when no Redis / PostgreSQL URL is set (env DETEKTR_DATA_DIR; default .detektr)',
+  ],
 ];
 
 const WORKER: [flag: string, key: ConfigKey, help: string][] = [
@@ -22,7 +26,11 @@ const WORKER: [flag: string, key: ConfigKey, help: string][] = [
   ['--metrics-host <host>', 'metricsHost', 'address the metrics server binds to (default 127.0.0.1)'],
 ];
 
-const camel = (flag: string) => flag.replace(/^--/, '').split(' ')[0].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const camel = (flag: string) =>
+  flag
+    .replace(/^--/, '')
+    .split(' ')[0]
+    .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 export function withConfigOptions(cmd: Command, opts: { worker?: boolean; only?: ConfigKey[]; dataDir?: boolean } = {}): Command {
   cmd.option('-c, --config <file>', 'config file (YAML; env DETEKTR_CONFIG; default ./detektr.yml when present)');

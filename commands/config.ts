@@ -15,16 +15,25 @@ export function configCommand(): Command {
     const values = redactedConfig(loaded.config);
     const keys = Object.keys(CONFIG_KEYS) as ConfigKey[];
     if (flags.json) {
-      const out = Object.fromEntries(keys.map((k) => [k, { value: values[k] ?? null, source: loaded.sources[k], env: CONFIG_KEYS[k].env ?? null }]));
+      const out = Object.fromEntries(
+        keys.map((k) => [k, { value: values[k] ?? null, source: loaded.sources[k], env: CONFIG_KEYS[k].env ?? null }]),
+      );
       process.stdout.write(JSON.stringify({ file: loaded.file ?? null, values: out }, null, 2) + '\n');
       return;
     }
     const table = new Table({ head: ['key', 'value', 'source', 'env'], style: { head: [], border: [] } });
     for (const k of keys) {
       const v = values[k];
-      table.push([k, v === undefined ? '(unset)' : Array.isArray(v) ? v.join('\n') || '(none)' : String(v), loaded.sources[k], CONFIG_KEYS[k].env ?? '']);
+      table.push([
+        k,
+        v === undefined ? '(unset)' : Array.isArray(v) ? v.join('\n') || '(none)' : String(v),
+        loaded.sources[k],
+        CONFIG_KEYS[k].env ?? '',
+      ]);
     }
-    process.stdout.write(`${loaded.file ? `config file: ${loaded.file}` : 'no config file (give --config or create ./detektr.yml)'}\n${table.toString()}\n`);
+    process.stdout.write(
+      `${loaded.file ? `config file: ${loaded.file}` : 'no config file (give --config or create ./detektr.yml)'}\n${table.toString()}\n`,
+    );
   });
   return config.addCommand(show);
 }

@@ -30,7 +30,9 @@ export async function buildProgram(only?: string): Promise<Command> {
     .description('camera video pipelines with per-frame observability: every frame traced, counted and findable by its id')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 First try (one process, synthetic camera):
   detektr run --max-frames 50
 
@@ -43,7 +45,8 @@ Pipeline (each a long-lived worker; run them side by side):
   detektr trace find <frameId>                 where did that frame go?
 
 Environment: REDIS_URL, DATABASE_URL, DETEKTR_* (see docs/architecture.md), OTEL_* (OpenTelemetry).
-Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`);
+Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`,
+    );
   const names = only !== undefined && Object.hasOwn(COMMANDS, only) ? [only] : Object.keys(COMMANDS);
   for (const cmd of await Promise.all(names.map((n) => COMMANDS[n]()))) program.addCommand(cmd);
   const exitOverride = (cmd: Command) => {
@@ -75,7 +78,10 @@ export async function main(argv: string[]): Promise<void> {
     } else if (err instanceof DetektrError) {
       code = fail(EXIT.failure, err.message + (err.cause instanceof Error ? ` (${err.cause.message})` : ''));
     } else {
-      code = fail(EXIT.failure, err instanceof Error ? `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}` : String(err));
+      code = fail(
+        EXIT.failure,
+        err instanceof Error ? `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}` : String(err),
+      );
     }
   }
   // Workers have closed their connections; exit explicitly so a stray handle cannot hang a one-shot command.

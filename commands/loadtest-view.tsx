@@ -11,9 +11,15 @@ export function LoadtestView({ p, durationMs }: { p?: LoadtestProgress; duration
   const finished = p.completed + p.failed + p.dropped;
   return (
     <Box flexDirection="column">
-      <Text>{p.phase === 'sending' ? 'sending ' : 'draining'} {bar} {(p.elapsedMs / 1000).toFixed(0)} s</Text>
-      <Text>sent {p.sent} ({rate}/s)  completed {p.completed}  failed {p.failed}  dropped {p.dropped}  send errors {p.sendErrors}</Text>
-      <Text>in flight {p.inFlight}  capture lag {p.captureLag ?? '-'}  accounted {p.sent ? ((100 * finished) / p.sent).toFixed(1) : '0'}%</Text>
+      <Text>
+        {p.phase === 'sending' ? 'sending ' : 'draining'} {bar} {(p.elapsedMs / 1000).toFixed(0)} s
+      </Text>
+      <Text>
+        sent {p.sent} ({rate}/s) completed {p.completed} failed {p.failed} dropped {p.dropped} send errors {p.sendErrors}
+      </Text>
+      <Text>
+        in flight {p.inFlight} capture lag {p.captureLag ?? '-'} accounted {p.sent ? ((100 * finished) / p.sent).toFixed(1) : '0'}%
+      </Text>
     </Box>
   );
 }

@@ -20,27 +20,51 @@ function num(flag: string, raw: unknown, min: number, max: number): number {
 function render(r: LoadtestReport): string {
   const t = new Table({ style: { head: [], border: [] } });
   t.push(
-    { 'frames sent': String(r.sent) }, { completed: String(r.completed) }, { failed: String(r.failed) },
-    { dropped: `${r.dropped}${Object.keys(r.droppedByReason).length ? ` (${Object.entries(r.droppedByReason).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}` },
-    { unaccounted: String(r.unaccounted) }, { 'send errors': String(r.sendErrors) }, { 'throughput fps': String(r.throughputFps) },
+    { 'frames sent': String(r.sent) },
+    { completed: String(r.completed) },
+    { failed: String(r.failed) },
+    {
+      dropped: `${r.dropped}${
+        Object.keys(r.droppedByReason).length
+          ? ` (${Object.entries(r.droppedByReason)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join(', ')})`
+          : ''
+      }`,
+    },
+    { unaccounted: String(r.unaccounted) },
+    { 'send errors': String(r.sendErrors) },
+    { 'throughput fps': String(r.throughputFps) },
     { 'latency ms p50/p95/p99': `${r.latencyMs.p50 ?? '-'} / ${r.latencyMs.p95 ?? '-'} / ${r.latencyMs.p99 ?? '-'}` },
     { 'journey completeness %': String(r.journeyCompletenessPct) },
   );
   const g = new Table({ head: ['gate', 'value', 'threshold', 'result'], style: { head: [], border: [] } });
-  for (const x of r.gates) g.push([x.gate, String(x.value), (x.gate.includes('completeness') ? '> ' : x.gate === 'failed %' ? '<= ' : '< ') + x.threshold, x.pass ? 'PASS' : 'FAIL']);
+  for (const x of r.gates)
+    g.push([
+      x.gate,
+      String(x.value),
+      (x.gate.includes('completeness') ? '> ' : x.gate === 'failed %' ? '<= ' : '< ') + x.threshold,
+      x.pass ? 'PASS' : 'FAIL',
+    ]);
   return `loadtest ${r.runId}: ${r.config.cameras} camera(s) x ${r.config.fps} fps for ${r.config.durationMs / 1000} s, ${r.config.payloadBytes} B payloads\n${t.toString()}\n${g.toString()}\n${r.pass ? 'PASS' : 'FAIL'}\n`;
 }
 
 export function loadtestCommand(): Command {
   const cmd = new Command('loadtest')
-    .description('drive the running pipeline with synthetic frames and report throughput, loss, latency and journey completeness; exit 1 when a gate fails')
+    .description(
+      'drive the running pipeline with synthetic frames and report throughput, loss, latency and journey completeness; exit 1 when a gate fails',
+    )
     .option('--fps <n>', 'frames per second per camera', '30')
     .option('--cameras <n>', 'synthetic cameras', '4')
     .option('--duration <duration>', 'how long to send (e.g. 30s, 5m; a bare number is seconds)', '30s')
     .option('--payload-kb <n>', 'payload size per frame in KiB', '60')
     .option('--drain-timeout <duration>', 'how long to wait for frames in flight after sending', '30s')
     .option('--max-loss <pct>', 'gate: unaccounted frames, % of sent (must be below)', String(DEFAULT_GATES.maxLossPct))
-    .option('--min-completeness <pct>', 'gate: complete journeys with one trace, % of sent (must be above)', String(DEFAULT_GATES.minCompletenessPct))
+    .option(
+      '--min-completeness <pct>',
+      'gate: complete journeys with one trace, % of sent (must be above)',
+      String(DEFAULT_GATES.minCompletenessPct),
+    )
     .option('--max-p95 <ms>', 'gate: end-to-end latency p95 in ms (must be below)', String(DEFAULT_GATES.maxP95Ms))
     .option('--max-failed <pct>', 'gate: frames that failed processing, % of sent', String(DEFAULT_GATES.maxFailedPct))
     .option('--json', 'print the report as JSON');
@@ -55,8 +79,10 @@ export function loadtestCommand(): Command {
     if (durationMs < 1000 || durationMs > 86_400_000) throw new InvalidInputError(`--duration "${durationRaw}" must be between 1s and 24h`);
     const payloadBytes = Math.round(num('--payload-kb', flags.payloadKb, 0.25, 8192) * 1024);
     const gates = {
-      maxLossPct: num('--max-loss', flags.maxLoss, 0, 100), minCompletenessPct: num('--min-completeness', flags.minCompleteness, 0, 100),
-      maxP95Ms: num('--max-p95', flags.maxP95, 0, 3_600_000), maxFailedPct: num('--max-failed', flags.maxFailed, 0, 100),
+      maxLossPct: num('--max-loss', flags.maxLoss, 0, 100),
+      minCompletenessPct: num('--min-completeness', flags.minCompleteness, 0, 100),
+      maxP95Ms: num('--max-p95', flags.maxP95, 0, 3_600_000),
+      maxFailedPct: num('--max-failed', flags.maxFailed, 0, 100),
     };
     const logger = createLogger({ component: 'loadtest', level: config.logLevel });
     const tracing = initTracing('detektr-loadtest');
@@ -68,7 +94,9 @@ export function loadtestCommand(): Command {
     process.once('SIGTERM', onSignal);
     // Ink on a TTY; plain progress lines on stderr otherwise (CI, pipes, cron).
     let onProgress = (p: LoadtestProgress) => {
-      process.stderr.write(`${(p.elapsedMs / 1000).toFixed(0).padStart(4)} s ${p.phase.padEnd(8)} sent ${p.sent}  completed ${p.completed}  failed ${p.failed}  dropped ${p.dropped}  in flight ${p.inFlight}  capture lag ${p.captureLag ?? '-'}\n`);
+      process.stderr.write(
+        `${(p.elapsedMs / 1000).toFixed(0).padStart(4)} s ${p.phase.padEnd(8)} sent ${p.sent}  completed ${p.completed}  failed ${p.failed}  dropped ${p.dropped}  in flight ${p.inFlight}  capture lag ${p.captureLag ?? '-'}\n`,
+      );
     };
     let view: { unmount(): void } | undefined;
     if (process.stderr.isTTY && !flags.json) {
@@ -80,9 +108,19 @@ export function loadtestCommand(): Command {
     }
     try {
       const report = await runLoadtest({
-        redis, pool, keys: redisKeys(config.prefix), tracer: tracing.tracer, fps, cameras, durationMs, payloadBytes,
-        payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen, drainTimeoutMs: parseDuration(String(flags.drainTimeout), '--drain-timeout'),
-        gates, signal: abort.signal,
+        redis,
+        pool,
+        keys: redisKeys(config.prefix),
+        tracer: tracing.tracer,
+        fps,
+        cameras,
+        durationMs,
+        payloadBytes,
+        payloadTtlMs: config.payloadTtl,
+        streamMaxLen: config.streamMaxLen,
+        drainTimeoutMs: parseDuration(String(flags.drainTimeout), '--drain-timeout'),
+        gates,
+        signal: abort.signal,
         onProgress,
       });
       view?.unmount();

@@ -23,7 +23,8 @@ function parseOptions(pairs: string[] = []): ProcessorOptions {
     const i = p.indexOf('=');
     if (i < 1) throw new InvalidInputError(`--opt "${p}" must be key=value`);
     const key = p.slice(0, i).trim();
-    if (!/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(key)) throw new InvalidInputError(`--opt "${p}": the key must be a name (letters, digits, _ . -)`);
+    if (!/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(key))
+      throw new InvalidInputError(`--opt "${p}": the key must be a name (letters, digits, _ . -)`);
     out[key] = p.slice(i + 1);
   }
   return out;
@@ -34,16 +35,24 @@ export function processCommand(): Command {
     .description('run a processor: register, consume its stream, process frames, publish results and lifecycle events')
     .addOption(new Option('--processor <name>', `built-in processor: ${BUILTIN_PROCESSOR_NAMES.join(', ')}`).conflicts('module'))
     .option('--module <path>', 'your own processor: a JS module exporting process(frame, ctx) and capabilities (see docs/architecture.md)')
-    .option('--capability <name>', 'capability this processor serves (repeatable; declares or overrides the module\'s own)', collect)
-    .option('--id <id>', 'processor id in the registry (default: the processor name); instances with one id share its stream and take over each other\'s frames')
+    .option('--capability <name>', "capability this processor serves (repeatable; declares or overrides the module's own)", collect)
+    .option(
+      '--id <id>',
+      "processor id in the registry (default: the processor name); instances with one id share its stream and take over each other's frames",
+    )
     .addOption(new Option('--concurrency <n>', 'frames processed at once').default(1).argParser(positiveInt('--concurrency', 1024)))
-    .addOption(new Option('--capacity <n>', 'frames this instance holds queued + in flight (default max(32, 8 x concurrency))').argParser(positiveInt('--capacity', 100_000)))
+    .addOption(
+      new Option('--capacity <n>', 'frames this instance holds queued + in flight (default max(32, 8 x concurrency))').argParser(
+        positiveInt('--capacity', 100_000),
+      ),
+    )
     .option('--frame-timeout <duration>', 'longest one frame may take before it fails', '30s')
     .option('--opt <key=value>', 'an option for the processor (repeatable), e.g. motion: threshold=0.01, mask="0,0,1,0.1"', collect);
   withConfigOptions(cmd, { worker: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const { config } = resolveConfig(flags);
-    if (!flags.processor && !flags.module) throw new InvalidInputError(`give --processor <name> (${BUILTIN_PROCESSOR_NAMES.join(', ')}) or --module <path>`);
+    if (!flags.processor && !flags.module)
+      throw new InvalidInputError(`give --processor <name> (${BUILTIN_PROCESSOR_NAMES.join(', ')}) or --module <path>`);
     const capabilities = ((flags.capability as string[] | undefined) ?? []).map((c) => validateName('--capability', c));
     const options = parseOptions(flags.opt as string[] | undefined);
     const processor = flags.module
@@ -59,10 +68,24 @@ export function processCommand(): Command {
       defaultMetricsPort: 9103,
       create: (ctx) => {
         const runtime = new ProcessorRuntime({
-          processor, id, redis: ctx.redis(), blocking: ctx.blockingRedis(), keys: ctx.keys, tracer: ctx.tracer, metrics: ctx.metrics,
-          logger: ctx.logger.child({ processor_id: id }), concurrency: flags.concurrency as number, capacity: flags.capacity as number | undefined,
-          frameTimeoutMs, heartbeatMs: config.heartbeatInterval, processorTtlMs: config.processorTtl, streamMaxLen: config.streamMaxLen,
-          blockMs: config.blockTime, claimIdleMs: config.claimIdle, maxDeliveries: config.maxDeliveries, options,
+          processor,
+          id,
+          redis: ctx.redis(),
+          blocking: ctx.blockingRedis(),
+          keys: ctx.keys,
+          tracer: ctx.tracer,
+          metrics: ctx.metrics,
+          logger: ctx.logger.child({ processor_id: id }),
+          concurrency: flags.concurrency as number,
+          capacity: flags.capacity as number | undefined,
+          frameTimeoutMs,
+          heartbeatMs: config.heartbeatInterval,
+          processorTtlMs: config.processorTtl,
+          streamMaxLen: config.streamMaxLen,
+          blockMs: config.blockTime,
+          claimIdleMs: config.claimIdle,
+          maxDeliveries: config.maxDeliveries,
+          options,
         });
         return { run: () => runtime.run(), close: () => runtime.close() };
       },

@@ -13,15 +13,19 @@ import { collect, resolveConfig, withConfigOptions } from './common.js';
 
 export function runCommand(): Command {
   const cmd = new Command('run')
-    .description('the whole pipeline in one process (capture, buffer, processors, store); migrates first. Uses $REDIS_URL and $DATABASE_URL when set, else embedded backends: an in-process Redis-protocol server and PostgreSQL (PGlite) in --data-dir')
+    .description(
+      'the whole pipeline in one process (capture, buffer, processors, store); migrates first. Uses $REDIS_URL and $DATABASE_URL when set, else embedded backends: an in-process Redis-protocol server and PostgreSQL (PGlite) in --data-dir',
+    )
     .option('--camera <id=url>', 'a camera (repeatable; default demo=testsrc, a synthetic camera)', collect)
     .option('--processor <name>', `built-in processors to run (repeatable; default: ${BUILTIN_PROCESSOR_NAMES.join(', ')})`, collect)
     .option('--fps <n>', 'frames per second sampled from each camera (default 5)')
-    .addOption(new Option('--max-frames <n>', 'stop each camera after n frames, drain, print a summary and exit').argParser((v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`--max-frames "${v}" must be a positive integer`);
-      return n;
-    }));
+    .addOption(
+      new Option('--max-frames <n>', 'stop each camera after n frames, drain, print a summary and exit').argParser((v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1) throw new InvalidInputError(`--max-frames "${v}" must be a positive integer`);
+        return n;
+      }),
+    );
   withConfigOptions(cmd, { worker: true, dataDir: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const loaded = resolveConfig(flags, { cameras: flags.camera, fps: flags.fps });
@@ -46,13 +50,19 @@ export function runCommand(): Command {
         component: 'run',
         config,
         defaultMetricsPort: 9100,
-        create: (ctx) => (pipeline = localPipeline(ctx, { cameras, processors, pool: db, maxFrames: flags.maxFrames as number | undefined })),
+        create: (ctx) =>
+          (pipeline = localPipeline(ctx, { cameras, processors, pool: db, maxFrames: flags.maxFrames as number | undefined })),
       });
       const status = [...(pipeline?.capture.status.values() ?? [])];
       const published = status.reduce((n, s) => n + s.published, 0);
       process.stdout.write(`published ${published} frames from ${status.length} camera(s) into ${config.prefix}frames:captured\n`);
-      const last = await db.query<{ frame_id: string; state: string }>('SELECT frame_id, state FROM frame_metadata ORDER BY captured_at DESC LIMIT 1');
-      if (last.rows[0]) process.stdout.write(`last frame ${last.rows[0].frame_id} is ${last.rows[0].state}; see its journey: detektr trace find ${last.rows[0].frame_id}\n`);
+      const last = await db.query<{ frame_id: string; state: string }>(
+        'SELECT frame_id, state FROM frame_metadata ORDER BY captured_at DESC LIMIT 1',
+      );
+      if (last.rows[0])
+        process.stdout.write(
+          `last frame ${last.rows[0].frame_id} is ${last.rows[0].state}; see its journey: detektr trace find ${last.rows[0].frame_id}\n`,
+        );
     } finally {
       await pool?.end();
       await backends.close();

@@ -13,7 +13,10 @@ function plain(s: StatusSnapshot): string {
   lines.push('queues:');
   for (const q of s.queues) lines.push(`  ${q.stream} ${q.group}  lag ${q.lag ?? '?'}  pending ${q.pending}`);
   lines.push('processors:');
-  for (const p of s.processors) lines.push(`  ${p.id} [${p.capabilities.join(',')}] queued ${p.queued}/${p.capacity} ${p.live ? `heartbeat ${p.heartbeatAgeMs} ms ago` : 'GONE'}`);
+  for (const p of s.processors)
+    lines.push(
+      `  ${p.id} [${p.capabilities.join(',')}] queued ${p.queued}/${p.capacity} ${p.live ? `heartbeat ${p.heartbeatAgeMs} ms ago` : 'GONE'}`,
+    );
   lines.push(`dead-letter: ${s.deadLetter}; drops in 5 min: ${JSON.stringify(s.recentDrops)}`);
   for (const e of s.errors) lines.push(`error: ${e}`);
   return lines.join('\n') + '\n';

@@ -5,7 +5,9 @@ import { StoreService } from '../src/store/store-service.js';
 import { resolveConfig, withConfigOptions } from './common.js';
 
 export function storeCommand(): Command {
-  const cmd = new Command('store').description('project lifecycle events from the events stream into PostgreSQL (run `detektr migrate` first)');
+  const cmd = new Command('store').description(
+    'project lifecycle events from the events stream into PostgreSQL (run `detektr migrate` first)',
+  );
   withConfigOptions(cmd, { worker: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const { config } = resolveConfig(flags);
@@ -18,9 +20,17 @@ export function storeCommand(): Command {
         create: (ctx) => {
           pool.on('error', (err) => ctx.logger.warn('idle PostgreSQL connection failed', { error: err }));
           const service = new StoreService({
-            redis: ctx.redis(), blocking: ctx.blockingRedis(), keys: ctx.keys, pool, tracer: ctx.tracer, metrics: ctx.metrics,
-            logger: ctx.logger, batchSize: Math.max(config.batchSize, 500), blockMs: config.blockTime,
-            claimIdleMs: config.claimIdle, maxDeliveries: config.maxDeliveries,
+            redis: ctx.redis(),
+            blocking: ctx.blockingRedis(),
+            keys: ctx.keys,
+            pool,
+            tracer: ctx.tracer,
+            metrics: ctx.metrics,
+            logger: ctx.logger,
+            batchSize: Math.max(config.batchSize, 500),
+            blockMs: config.blockTime,
+            claimIdleMs: config.claimIdle,
+            maxDeliveries: config.maxDeliveries,
           });
           return {
             run: () => service.run(),

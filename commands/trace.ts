@@ -19,12 +19,17 @@ import { resolveConfig, withConfigOptions } from './common.js';
  * cannot be reached, 2 bad input (frame id, duration, state, limit).
  */
 export function traceCommand(): Command {
-  const trace = new Command('trace').description('ask where frames went: a frame\'s journey, slow frames, failures, searches, camera events');
+  const trace = new Command('trace').description(
+    "ask where frames went: a frame's journey, slow frames, failures, searches, camera events",
+  );
 
-  const find = dbCommand('find', "a frame's journey: lifecycle events, stages with durations and processors, camera events around it, trace link")
+  const find = dbCommand(
+    'find',
+    "a frame's journey: lifecycle events, stages with durations and processors, camera events around it, trace link",
+  )
     .argument('<frameId>', 'the frame id (a ULID, as printed in logs and events)')
     .option('--json', 'print the journey as JSON (shape documented in src/trace/journey.ts)')
-    .option('--spans', 'also fetch the frame\'s spans from the trace backend and show them in the timeline')
+    .option('--spans', "also fetch the frame's spans from the trace backend and show them in the timeline")
     .option('--camera-window <duration>', 'camera events this long before and after the capture', '60s');
   withTraceBackendOptions(find);
   find.action(async (frameIdArg: string, flags: Flags) => {
@@ -33,7 +38,10 @@ export function traceCommand(): Command {
     const backend = backendConfig(flags);
     await withPool(flags, async (pool, schema) => {
       const journey = await findJourney(pool, frameId, { cameraWindowMs });
-      if (!journey) throw new NotFoundError(`frame ${frameId} not found in ${schema} (is \`detektr store\` running, and is the frame older than the retention?)`);
+      if (!journey)
+        throw new NotFoundError(
+          `frame ${frameId} not found in ${schema} (is \`detektr store\` running, and is the frame older than the retention?)`,
+        );
       const ref = { traceId: journey.traceId, frameId, capturedAtMs: frameIdTime(frameId) };
       const links = traceLinks(backend, ref);
       let spans: SpanSummary[] | undefined;
@@ -53,7 +61,10 @@ export function traceCommand(): Command {
     });
   });
 
-  const slow = withWindow(dbCommand('slow', 'frames whose capture-to-last-stage time reached a threshold, slowest first, with latency percentiles'), '1h')
+  const slow = withWindow(
+    dbCommand('slow', 'frames whose capture-to-last-stage time reached a threshold, slowest first, with latency percentiles'),
+    '1h',
+  )
     .option('--threshold <duration>', 'slow means at least this long (500ms, 2s)', '500ms')
     .option('--camera <id>', 'only this camera')
     .option('--limit <n>', 'at most this many frames', '20')
@@ -81,7 +92,16 @@ export function traceCommand(): Command {
 
   const search = withWindow(dbCommand('search', 'frames by camera, state and time, newest first'), '1h')
     .option('--camera <id>', 'only this camera')
-    .addOption(new Option('--state <state>', 'only frames in this state').choices(['captured', 'queued', 'processing', 'completed', 'failed', 'dropped']))
+    .addOption(
+      new Option('--state <state>', 'only frames in this state').choices([
+        'captured',
+        'queued',
+        'processing',
+        'completed',
+        'failed',
+        'dropped',
+      ]),
+    )
     .option('--limit <n>', 'at most this many frames', '50')
     .option('--json', 'print {window, frames} as JSON (FrameBrief in src/trace/queries.ts)');
   search.action(async (flags: Flags) => {
@@ -126,9 +146,15 @@ function dbCommand(name: string, description: string): Command {
 
 function withTraceBackendOptions(cmd: Command): Command {
   return cmd
-    .option('--trace-ui-url <url>', 'trace UI base URL: Jaeger UI, or Grafana for Tempo; {traceId}/{frameId}/{traceql} make it a template (env DETEKTR_TRACE_UI_URL)')
+    .option(
+      '--trace-ui-url <url>',
+      'trace UI base URL: Jaeger UI, or Grafana for Tempo; {traceId}/{frameId}/{traceql} make it a template (env DETEKTR_TRACE_UI_URL)',
+    )
     .option('--trace-backend <kind>', 'jaeger | tempo (env DETEKTR_TRACE_BACKEND; default jaeger)')
-    .option('--trace-api-url <url>', 'where --spans fetches spans: Jaeger query (default: the UI URL) or Tempo HTTP API, e.g. http://tempo:3200 (env DETEKTR_TRACE_API_URL)')
+    .option(
+      '--trace-api-url <url>',
+      'where --spans fetches spans: Jaeger query (default: the UI URL) or Tempo HTTP API, e.g. http://tempo:3200 (env DETEKTR_TRACE_API_URL)',
+    )
     .option('--tempo-datasource <uid>', 'Grafana data source uid of Tempo, for links (env DETEKTR_TEMPO_DATASOURCE; default tempo)');
 }
 
@@ -163,7 +189,10 @@ async function withPool(flags: Flags, fn: (pool: pg.Pool, schema: string) => Pro
   } catch (err) {
     // 42P01 undefined_table: the schema was never migrated (or is another one than meant).
     if ((err as { code?: string }).code === '42P01') {
-      throw new DetektrError(`schema "${config.dbSchema}" has no detektr tables: run \`detektr migrate\` first, or pick the schema with --db-schema / DETEKTR_DB_SCHEMA`, { cause: err });
+      throw new DetektrError(
+        `schema "${config.dbSchema}" has no detektr tables: run \`detektr migrate\` first, or pick the schema with --db-schema / DETEKTR_DB_SCHEMA`,
+        { cause: err },
+      );
     }
     throw err;
   } finally {
@@ -193,7 +222,8 @@ function timeWindow(flags: Flags): { sinceMs: number; untilMs?: number } {
 
 function int(value: unknown, flag: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new InvalidInputError(`${flag}: "${String(value)}" must be an integer between 1 and 10000`);
+  if (!Number.isInteger(n) || n < 1 || n > 10_000)
+    throw new InvalidInputError(`${flag}: "${String(value)}" must be an integer between 1 and 10000`);
   return n;
 }
 

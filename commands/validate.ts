@@ -14,7 +14,9 @@ export const VALIDATE_EXIT: Record<CheckStatus, number> = { ok: 0, fail: 1, warn
 
 export function validateCommand(): Command {
   const cmd = new Command('validate')
-    .description('check the pipeline: Redis, streams and groups, lag, processors, schema, recent frames per camera, dead letters, trace exporter; exit 0 ok, 1 fail, 3 warnings only')
+    .description(
+      'check the pipeline: Redis, streams and groups, lag, processors, schema, recent frames per camera, dead letters, trace exporter; exit 0 ok, 1 fail, 3 warnings only',
+    )
     .option('--e2e', 'also send a probe frame through the whole pipeline and wait for its completed journey')
     .option('--e2e-timeout <duration>', 'how long the probe may take', '15s')
     .option('--max-lag <n>', 'undelivered entries per group above which to warn', '1000')
@@ -34,15 +36,28 @@ export function validateCommand(): Command {
     pool.on('error', () => undefined);
     try {
       const report = await validate({
-        redis, pool, keys: redisKeys(config.prefix), tracer: tracing.tracer, processorTtlMs: config.processorTtl,
-        maxLag, maxFrameAgeMs, otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
+        redis,
+        pool,
+        keys: redisKeys(config.prefix),
+        tracer: tracing.tracer,
+        processorTtlMs: config.processorTtl,
+        maxLag,
+        maxFrameAgeMs,
+        otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
         e2e: flags.e2e ? { timeoutMs: e2eTimeoutMs, payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen } : undefined,
       });
       if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       else {
-        const table = new Table({ head: ['check', 'status', 'detail'], style: { head: [], border: [] }, wordWrap: true, colWidths: [34, 8, 70] });
+        const table = new Table({
+          head: ['check', 'status', 'detail'],
+          style: { head: [], border: [] },
+          wordWrap: true,
+          colWidths: [34, 8, 70],
+        });
         for (const c of report.checks) table.push([c.check, c.status.toUpperCase(), c.detail]);
-        process.stdout.write(`${table.toString()}\n${report.status.toUpperCase()} (${report.checks.length} checks in ${report.durationMs} ms)\n`);
+        process.stdout.write(
+          `${table.toString()}\n${report.status.toUpperCase()} (${report.checks.length} checks in ${report.durationMs} ms)\n`,
+        );
       }
       process.exitCode = VALIDATE_EXIT[report.status];
     } finally {

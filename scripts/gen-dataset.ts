@@ -167,7 +167,9 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetInfo
           await client.query('COMMIT');
           events += ev.rowCount ?? 0;
           done += c[1] - c[0];
-          log(`  ${done.toLocaleString('en-US')} / ${opts.frames.toLocaleString('en-US')} frames (${Math.round((performance.now() - started) / 1000)} s)`);
+          log(
+            `  ${done.toLocaleString('en-US')} / ${opts.frames.toLocaleString('en-US')} frames (${Math.round((performance.now() - started) / 1000)} s)`,
+          );
         }
       } finally {
         client.release();
@@ -189,8 +191,14 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetInfo
       [opts.schema],
     );
     const info: DatasetInfo = {
-      frames: opts.frames, days: opts.days, cameras: opts.cameras, startMs, endMs, events,
-      seconds: Math.round((performance.now() - started) / 1000), bytes: Number(rows[0].bytes),
+      frames: opts.frames,
+      days: opts.days,
+      cameras: opts.cameras,
+      startMs,
+      endMs,
+      events,
+      seconds: Math.round((performance.now() - started) / 1000),
+      bytes: Number(rows[0].bytes),
     };
     await pool.query('CREATE TABLE bench_dataset (info jsonb NOT NULL)');
     await pool.query('INSERT INTO bench_dataset VALUES ($1)', [JSON.stringify(info)]);

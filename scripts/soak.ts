@@ -17,7 +17,15 @@ import { groupLag } from '../src/bus/group-lag.js';
 import { redisKeys } from '../src/bus/keys.js';
 import { deleteKeysWithPrefix } from '../src/bus/redis.js';
 
-const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' }, fps: { type: 'string', default: '30' }, out: { type: 'string', default: 'soak.csv' }, every: { type: 'string', default: '10' }, warmup: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '30' },
+    fps: { type: 'string', default: '30' },
+    out: { type: 'string', default: 'soak.csv' },
+    every: { type: 'string', default: '10' },
+    warmup: { type: 'string' },
+  },
+});
 const minutes = Number(values.minutes);
 const everyS = Number(values.every);
 const warmupMin = values.warmup === undefined ? minutes / 3 : Number(values.warmup);
@@ -27,8 +35,13 @@ if (!(minutes > 0 && minutes <= 24 * 60) || !(everyS >= 1) || !(warmupMin >= 0 &
 const prefix = `soak:${Date.now().toString(36)}:`;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const env = {
-  DETEKTR_STREAM_MAXLEN: '20000', DETEKTR_PAYLOAD_TTL: '60s', ...process.env,
-  REDIS_URL: redisUrl, DETEKTR_PREFIX: prefix, DETEKTR_LOG_LEVEL: 'warn', DETEKTR_DB_SCHEMA: process.env.DETEKTR_DB_SCHEMA ?? 'soak',
+  DETEKTR_STREAM_MAXLEN: '20000',
+  DETEKTR_PAYLOAD_TTL: '60s',
+  ...process.env,
+  REDIS_URL: redisUrl,
+  DETEKTR_PREFIX: prefix,
+  DETEKTR_LOG_LEVEL: 'warn',
+  DETEKTR_DB_SCHEMA: process.env.DETEKTR_DB_SCHEMA ?? 'soak',
 };
 const bin = new URL('../bin/detektr', import.meta.url).pathname;
 
@@ -75,7 +88,16 @@ async function main(): Promise<void> {
   const redis = new Redis(redisUrl);
   const keys = redisKeys(prefix);
   const rows: string[] = [];
-  const header = ['t_s', 'redis_used_bytes', 'redis_run_keys_bytes', ...workers.flatMap((w) => [`${w.name}_rss`, `${w.name}_heap`]), 'captured_lag', 'events_lag', 'ready_lag', 'frames_captured_stream_len'];
+  const header = [
+    't_s',
+    'redis_used_bytes',
+    'redis_run_keys_bytes',
+    ...workers.flatMap((w) => [`${w.name}_rss`, `${w.name}_heap`]),
+    'captured_lag',
+    'events_lag',
+    'ready_lag',
+    'frames_captured_stream_len',
+  ];
   rows.push(header.join(','));
   const t0 = Date.now();
   const end = t0 + minutes * 60_000;
@@ -87,24 +109,39 @@ async function main(): Promise<void> {
     const perWorker = await Promise.all(workers.map(async (w) => [rssBytes(w.proc.pid!), await heapUsed(w.port).catch(() => NaN)]));
     const lag = async (s: string) => (await groupLag(redis, s)).reduce((n, g) => n + (g.lag ?? 0) + g.pending, 0);
     const readyLag = (await lag(keys.ready('sample'))) + (await lag(keys.ready('motion')));
-    const row = [Math.round((Date.now() - t0) / 1000), mem, await prefixBytes(redis), ...perWorker.flat(), await lag(keys.captured), await lag(keys.events), readyLag, await redis.xlen(keys.captured)];
+    const row = [
+      Math.round((Date.now() - t0) / 1000),
+      mem,
+      await prefixBytes(redis),
+      ...perWorker.flat(),
+      await lag(keys.captured),
+      await lag(keys.events),
+      readyLag,
+      await redis.xlen(keys.captured),
+    ];
     rows.push(row.join(','));
     writeFileSync(String(values.out), rows.join('\n') + '\n');
-    process.stderr.write(`${row[0]} s  redis ${(mem / 1048576).toFixed(1)} MiB (this run ${(Number(row[2]) / 1048576).toFixed(1)})  ${workers.map((w, i) => `${w.name} ${(perWorker[i][0] / 1048576).toFixed(0)} MiB`).join('  ')}  lag ${row.slice(-4, -1).join('/')}\n`);
+    process.stderr.write(
+      `${row[0]} s  redis ${(mem / 1048576).toFixed(1)} MiB (this run ${(Number(row[2]) / 1048576).toFixed(1)})  ${workers.map((w, i) => `${w.name} ${(perWorker[i][0] / 1048576).toFixed(0)} MiB`).join('  ')}  lag ${row.slice(-4, -1).join('/')}\n`,
+    );
   }
   for (const w of workers) w.proc.kill('SIGTERM');
   await Promise.all(workers.map((w) => new Promise((r) => (w.proc.exitCode !== null ? r(null) : w.proc.on('exit', r)))));
   // Summary: after the warm-up, each series' spread around its mean.
   const data = rows.slice(1).map((r) => r.split(',').map(Number));
   const warm = data.filter((r) => r[0] >= warmupMin * 60);
-  process.stdout.write(`soak: ${minutes} min at ${values.fps} fps, ${data.length} samples (${warm.length} after a ${warmupMin.toFixed(1)} min warm-up), CSV in ${values.out}\n`);
+  process.stdout.write(
+    `soak: ${minutes} min at ${values.fps} fps, ${data.length} samples (${warm.length} after a ${warmupMin.toFixed(1)} min warm-up), CSV in ${values.out}\n`,
+  );
   header.forEach((h, i) => {
     if (i === 0 || !warm.length) return;
     const v = warm.map((r) => r[i]).filter(Number.isFinite);
     if (!v.length) return;
     const mean = v.reduce((a, b) => a + b, 0) / v.length;
     const spread = mean ? (100 * (Math.max(...v) - Math.min(...v))) / 2 / mean : 0;
-    process.stdout.write(`${h.padEnd(28)} mean ${mean.toFixed(0).padStart(12)}  min ${Math.min(...v)}  max ${Math.max(...v)}  +/-${spread.toFixed(1)}%\n`);
+    process.stdout.write(
+      `${h.padEnd(28)} mean ${mean.toFixed(0).padStart(12)}  min ${Math.min(...v)}  max ${Math.max(...v)}  +/-${spread.toFixed(1)}%\n`,
+    );
   });
   await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();

@@ -20,7 +20,8 @@ let frames = 0;
 
 if (mode === 'decode') {
   const fmt = new FormatContext();
-  if (fmt.openInputSync(url, null, Dictionary.fromObject(OPTIONS)) < 0 || fmt.findStreamInfoSync(null) < 0) throw new Error(`cannot open ${url}`);
+  if (fmt.openInputSync(url, null, Dictionary.fromObject(OPTIONS)) < 0 || fmt.findStreamInfoSync(null) < 0)
+    throw new Error(`cannot open ${url}`);
   const index = fmt.findBestStream(AVMEDIA_TYPE_VIDEO);
   const par = fmt.streams[index].codecpar;
   const codec = Codec.findDecoder(par.codecId)!;
@@ -58,8 +59,18 @@ if (mode === 'decode') {
   const fps = Number(fpsArg ?? 10);
   runReader(
     {
-      url, kind: 'rtsp', label: url, fps, quality: 80, thumbnailWidth: 0, readTimeoutMs: 5000, rtspTimeoutMs: 2500,
-      demuxOptions: { ...OPTIONS, allowed_media_types: 'video' }, decoderThreads: 1, loop: false, validation: DEFAULT_VALIDATION,
+      url,
+      kind: 'rtsp',
+      label: url,
+      fps,
+      quality: 80,
+      thumbnailWidth: 0,
+      readTimeoutMs: 5000,
+      rtspTimeoutMs: 2500,
+      demuxOptions: { ...OPTIONS, allowed_media_types: 'video' },
+      decoderThreads: 1,
+      loop: false,
+      validation: DEFAULT_VALIDATION,
     },
     {
       stopped: () => false,

@@ -53,7 +53,9 @@ export function eventStream(opts: StreamOptions): LifecycleEvent[] {
         ...extra,
       });
     };
-    ev('frame.captured', at, { data: { width: 1280, height: 720, format: 'jpeg', sizeBytes: 30_000 + Math.floor(rnd() * 5000), priority: 5 } });
+    ev('frame.captured', at, {
+      data: { width: 1280, height: 720, format: 'jpeg', sizeBytes: 30_000 + Math.floor(rnd() * 5000), priority: 5 },
+    });
     if (rnd() < 0.005) {
       ev('frame.dropped', at + 1, { reason: 'backpressure: shed' });
       continue;

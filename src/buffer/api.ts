@@ -7,7 +7,11 @@ import type { InstanceStats } from './registry.js';
 export const MAX_BODY_BYTES = 64 * 1024;
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
     super(message);
   }
 }
@@ -62,10 +66,14 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const type = String(req.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
   const body = await readBody(req);
   if (body.length === 0) return undefined;
-  if (type !== 'application/json') throw new HttpError(415, `content-type must be application/json, got ${type ? JSON.stringify(type.slice(0, 100)) : 'none'}`);
+  if (type !== 'application/json')
+    throw new HttpError(415, `content-type must be application/json, got ${type ? JSON.stringify(type.slice(0, 100)) : 'none'}`);
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (err) {
@@ -81,7 +89,11 @@ function object(body: unknown, what: string): Record<string, unknown> {
 
 function noUnknown(o: Record<string, unknown>, allowed: string[]): void {
   const extra = Object.keys(o).filter((k) => !allowed.includes(k));
-  if (extra.length) throw new HttpError(400, `unknown field${extra.length > 1 ? 's' : ''} ${extra.map((k) => JSON.stringify(k.slice(0, 64))).join(', ')} (allowed: ${allowed.join(', ')})`);
+  if (extra.length)
+    throw new HttpError(
+      400,
+      `unknown field${extra.length > 1 ? 's' : ''} ${extra.map((k) => JSON.stringify(k.slice(0, 64))).join(', ')} (allowed: ${allowed.join(', ')})`,
+    );
 }
 
 /** A short, safe description of a client's value for an error message (no deep or huge stringify). */
@@ -96,7 +108,11 @@ function describe(v: unknown): string {
 function intField(o: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
   const v = o[name];
   if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new HttpError(400, `field ${name} must be an integer between ${min} and ${max}${v === undefined ? ' (missing)' : `, got ${describe(v)}`}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new HttpError(
+      400,
+      `field ${name} must be an integer between ${min} and ${max}${v === undefined ? ' (missing)' : `, got ${describe(v)}`}`,
+    );
   return v;
 }
 
@@ -107,12 +123,14 @@ function idParam(raw: string): string {
   } catch {
     throw new HttpError(400, 'processor id is not valid URL encoding');
   }
-  if (!ID_RE.test(id)) throw new HttpError(400, `processor id ${JSON.stringify(id.slice(0, 80))} must be 1-64 characters of letters, digits, _ . -`);
+  if (!ID_RE.test(id))
+    throw new HttpError(400, `processor id ${JSON.stringify(id.slice(0, 80))} must be 1-64 characters of letters, digits, _ . -`);
   return id;
 }
 
 function methods(req: IncomingMessage, allowed: string[]): void {
-  if (!allowed.includes(req.method ?? '')) throw new HttpError(405, `method ${req.method} not allowed here (allowed: ${allowed.join(', ')})`, { allow: allowed.join(', ') });
+  if (!allowed.includes(req.method ?? ''))
+    throw new HttpError(405, `method ${req.method} not allowed here (allowed: ${allowed.join(', ')})`, { allow: allowed.join(', ') });
 }
 
 const READ_ONLY = ['GET', 'HEAD'];
@@ -133,7 +151,12 @@ function authorize(req: IncomingMessage, token: string | undefined): void {
     return;
   }
   const header = req.headers.authorization;
-  if (!header) throw new HttpError(401, `${req.method} needs the API token: send "Authorization: Bearer <apiToken>" (the buffer's DETEKTR_API_TOKEN)`, challenge);
+  if (!header)
+    throw new HttpError(
+      401,
+      `${req.method} needs the API token: send "Authorization: Bearer <apiToken>" (the buffer's DETEKTR_API_TOKEN)`,
+      challenge,
+    );
   if (!/^Bearer\s/i.test(header)) throw new HttpError(401, 'Authorization must be "Bearer <apiToken>"', challenge);
   if (!bearerMatches(header, token)) throw new HttpError(401, 'wrong API token', challenge);
 }
@@ -175,14 +198,22 @@ export function bufferApi(buffer: BufferService, opts: ApiOptions): Route {
         if (req.method === 'POST') {
           const body = object(await readJson(req), 'register');
           noUnknown(body, ['id', 'capabilities', 'capacity', 'heartbeatMs']);
-          if (typeof body.id !== 'string' || !ID_RE.test(body.id)) throw new HttpError(400, 'field id must be 1-64 characters of letters, digits, _ . -');
+          if (typeof body.id !== 'string' || !ID_RE.test(body.id))
+            throw new HttpError(400, 'field id must be 1-64 characters of letters, digits, _ . -');
           const caps = body.capabilities;
           if (!Array.isArray(caps) || caps.length < 1 || caps.length > 32 || !caps.every((c) => typeof c === 'string' && ID_RE.test(c))) {
             throw new HttpError(400, 'field capabilities must be an array of 1-32 names (1-64 characters of letters, digits, _ . -)');
           }
           const capacity = intField(body, 'capacity', 1, 100_000, 1);
           const heartbeatMs = intField(body, 'heartbeatMs', 100, 3_600_000, opts.heartbeatMs);
-          await buffer.registry.register({ id: body.id, capabilities: [...new Set(caps as string[])], heartbeatMs, source: 'api', instance: 'api', stats: apiStats(capacity) });
+          await buffer.registry.register({
+            id: body.id,
+            capabilities: [...new Set(caps as string[])],
+            heartbeatMs,
+            source: 'api',
+            instance: 'api',
+            stats: apiStats(capacity),
+          });
           buffer.invalidate();
           const p = (await buffer.processorList()).find((x) => x.id === body.id);
           sendJson(res, 201, p ?? { id: body.id });
@@ -215,7 +246,14 @@ export function bufferApi(buffer: BufferService, opts: ApiOptions): Route {
         const prev = current.instances.api;
         if (!prev) throw new HttpError(409, `processor ${id} was not registered through the API (its own workers heartbeat for it)`);
         const stats: InstanceStats = { ...prev, ...given };
-        await buffer.registry.heartbeat({ id, capabilities: current.capabilities, heartbeatMs: current.heartbeatMs, source: 'api', instance: 'api', stats });
+        await buffer.registry.heartbeat({
+          id,
+          capabilities: current.capabilities,
+          heartbeatMs: current.heartbeatMs,
+          source: 'api',
+          instance: 'api',
+          stats,
+        });
         buffer.invalidate();
         sendJson(res, 200, { id, lastHeartbeat: Date.now() });
       } else {

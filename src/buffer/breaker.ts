@@ -78,7 +78,8 @@ export class BreakerBoard {
       const missing = this.heartbeatMissing(p, now);
       if (b.state === 'closed') {
         if (missing) move('open', missing);
-        else if (p.consecutiveFailures >= this.opts.failureThreshold) move('open', `${p.consecutiveFailures} consecutive failures${p.lastError ? ` (last: ${p.lastError.slice(0, 200)})` : ''}`);
+        else if (p.consecutiveFailures >= this.opts.failureThreshold)
+          move('open', `${p.consecutiveFailures} consecutive failures${p.lastError ? ` (last: ${p.lastError.slice(0, 200)})` : ''}`);
       } else if (b.state === 'open') {
         if (!missing && now - b.since >= b.cooldownMs) move('half-open', 'cooldown over: letting a probe frame through');
       } else {

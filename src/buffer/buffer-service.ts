@@ -195,7 +195,11 @@ export class BufferService {
     this.refreshedAt = now;
     for (const t of this.breakers.update(this.processors, now)) {
       metrics.breakerTransitions.inc({ processor: t.processorId, to: t.to });
-      (t.to === 'open' ? logger.warn : logger.info)('circuit breaker ' + t.to, { processor_id: t.processorId, from: t.from, reason: t.reason });
+      (t.to === 'open' ? logger.warn : logger.info)('circuit breaker ' + t.to, {
+        processor_id: t.processorId,
+        from: t.from,
+        reason: t.reason,
+      });
     }
     const byCap = new Map<string, number>();
     for (const p of this.processors) for (const c of p.capabilities) byCap.set(c, (byCap.get(c) ?? 0) + 1);
@@ -252,7 +256,12 @@ export class BufferService {
     const healthyCap = this.processors.filter((x) => this.breakers.state(x.id) !== 'open').reduce((s, x) => s + x.capacity, 0);
     const capacity = healthyCap || this.processors.reduce((s, x) => s + x.capacity, 0);
     const backlog = this.laneLen.reduce((a, b) => a + b, 0);
-    this.pressureNow = computePressure({ high: this.opts.pressureHigh ?? 4, critical: this.opts.pressureCritical ?? 16 }, backlog, capacity, this.upstream);
+    this.pressureNow = computePressure(
+      { high: this.opts.pressureHigh ?? 4, critical: this.opts.pressureCritical ?? 16 },
+      backlog,
+      capacity,
+      this.upstream,
+    );
     metrics.pressureLevel.set(LEVEL_VALUE[this.pressureNow.level]);
     LANES.forEach((l, i) => metrics.backlog.set({ lane: l }, this.laneLen[i]));
     metrics.queueDepth.reset();
@@ -322,7 +331,8 @@ export class BufferService {
     const after: (() => void)[] = [];
     // Fast path while nothing waits in the lanes: route at once, hand off in the intake step
     // (a frame whose processors filled up meanwhile goes to its lane in the same script).
-    const view = this.processors.length && this.laneLen.every((n) => n === 0) && Date.now() - this.measuredAt < 1000 ? this.view() : undefined;
+    const view =
+      this.processors.length && this.laneLen.every((n) => n === 0) && Date.now() - this.measuredAt < 1000 ? this.view() : undefined;
     const direct: DirectCall[] = [];
     const directInfo: { frameId: string; decision: Extract<Decision, { kind: 'route' }>; spans: Span[] }[] = [];
     const capacity = new Map(this.processors.map((p) => [p.id, p.capacity]));
@@ -339,8 +349,21 @@ export class BufferService {
       const present = wanted.filter((c) => offered.has(c));
       if (!present.length) {
         const reason = `no live processor for ${wanted.join(',') || 'any capability'}`;
-        const event = makeEvent({ type: 'frame.dropped', frameId: frame.frameId, cameraId: frame.cameraId, source: 'buffer', reason, ...spanIds(span) });
-        calls.push({ source: keys.captured, group: GROUPS.buffer, id, del: false, targets: [{ stream: keys.events, fields: encodeEvent(event) }] });
+        const event = makeEvent({
+          type: 'frame.dropped',
+          frameId: frame.frameId,
+          cameraId: frame.cameraId,
+          source: 'buffer',
+          reason,
+          ...spanIds(span),
+        });
+        calls.push({
+          source: keys.captured,
+          group: GROUPS.buffer,
+          id,
+          del: false,
+          targets: [{ stream: keys.events, fields: encodeEvent(event) }],
+        });
         after.push(() => {
           metrics.framesDropped.inc({ reason: 'no_processor' });
           logger.warn('frame dropped', { frame_id: frame.frameId, trace_id: span.spanContext().traceId, reason });
@@ -364,17 +387,33 @@ export class BufferService {
       }
       if (decision?.kind === 'route') {
         const handoff = this.handoff(waiting, ctx, decision, capacity, { 'detektr.lane': lane, 'detektr.wait_ms': 0 });
-        direct.push({ captured: keys.captured, group: GROUPS.buffer, entryId: id, lane: keys.lane(lane), laneEntry: encodeFrame(waiting), routes: handoff.routes });
+        direct.push({
+          captured: keys.captured,
+          group: GROUPS.buffer,
+          entryId: id,
+          lane: keys.lane(lane),
+          laneEntry: encodeFrame(waiting),
+          routes: handoff.routes,
+        });
         directInfo.push({ frameId: frame.frameId, decision, spans: handoff.spans });
         continue;
       }
-      calls.push({ source: keys.captured, group: GROUPS.buffer, id, del: false, targets: [{ stream: keys.lane(lane), fields: encodeFrame(waiting) }] });
+      calls.push({
+        source: keys.captured,
+        group: GROUPS.buffer,
+        id,
+        del: false,
+        targets: [{ stream: keys.lane(lane), fields: encodeFrame(waiting) }],
+      });
     }
     let done: boolean[];
     let outcomes: Awaited<ReturnType<typeof intakeDirect>>;
     try {
       if (direct.length) await this.rememberRouted(directInfo.flatMap((d) => d.decision.routes.map((r) => r.processorId)));
-      [done, outcomes] = await Promise.all([ackAndAppend(redis, keys.counters, calls, streamMaxLen), intakeDirect(redis, keys.events, direct, streamMaxLen)]);
+      [done, outcomes] = await Promise.all([
+        ackAndAppend(redis, keys.counters, calls, streamMaxLen),
+        intakeDirect(redis, keys.events, direct, streamMaxLen),
+      ]);
     } catch (err) {
       for (const s of [...spans, ...directInfo.flatMap((d) => d.spans)]) endSpan(s, err);
       throw err;
@@ -404,19 +443,40 @@ export class BufferService {
   }
 
   /** The ready messages and frame.queued events of a routed frame, each with its `send` span. */
-  private handoff(frame: FrameMessage, parent: Context, decision: Extract<Decision, { kind: 'route' }>, capacity: Map<string, number>, attrs: Record<string, string | number>) {
+  private handoff(
+    frame: FrameMessage,
+    parent: Context,
+    decision: Extract<Decision, { kind: 'route' }>,
+    capacity: Map<string, number>,
+    attrs: Record<string, string | number>,
+  ) {
     const { keys, tracer } = this.opts;
     const spans: Span[] = [];
     const routes = decision.routes.map(({ processorId, capability }) => {
       const stream = keys.ready(processorId);
       const send = startMessagingSpan(tracer, 'send', stream, parent, {
-        [ATTR.frameId]: frame.frameId, [ATTR.cameraId]: frame.cameraId, [ATTR.processorId]: processorId, [ATTR.capability]: capability,
-        'detektr.strategy': this.strategyName, ...attrs,
+        [ATTR.frameId]: frame.frameId,
+        [ATTR.cameraId]: frame.cameraId,
+        [ATTR.processorId]: processorId,
+        [ATTR.capability]: capability,
+        'detektr.strategy': this.strategyName,
+        ...attrs,
       });
       spans.push(send);
       const carrier = injectContext(trace.setSpan(parent, send));
       const message = encodeFrame({ ...frame, processorId, capability, ...carrier });
-      const event = encodeEvent(makeEvent({ type: 'frame.queued', frameId: frame.frameId, cameraId: frame.cameraId, source: 'buffer', processorId, capability, attempt: 1, ...spanIds(send) }));
+      const event = encodeEvent(
+        makeEvent({
+          type: 'frame.queued',
+          frameId: frame.frameId,
+          cameraId: frame.cameraId,
+          source: 'buffer',
+          processorId,
+          capability,
+          attempt: 1,
+          ...spanIds(send),
+        }),
+      );
       return { stream, capacity: capacity.get(processorId) ?? 0, message, event };
     });
     return { routes, spans };
@@ -428,7 +488,12 @@ export class BufferService {
       const frameId = fieldOf(b.fields, 'frame_id');
       const cameraId = fieldOf(b.fields, 'camera_id');
       if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
-      addEvent(tx, this.opts.keys, makeEvent({ type: 'frame.dropped', frameId, cameraId, source: 'buffer', reason: `dead-lettered: ${b.reason}` }), this.opts.streamMaxLen);
+      addEvent(
+        tx,
+        this.opts.keys,
+        makeEvent({ type: 'frame.dropped', frameId, cameraId, source: 'buffer', reason: `dead-lettered: ${b.reason}` }),
+        this.opts.streamMaxLen,
+      );
       this.opts.metrics.framesDropped.inc({ reason: 'dead_letter' });
     }
   }
@@ -510,7 +575,13 @@ export class BufferService {
         cursor[lane]++;
         if (d.kind === 'drop') {
           const reason = `no live processor for ${d.missing.join(',')}`;
-          const event = makeEvent({ type: 'frame.dropped', frameId: w.frame.frameId, cameraId: w.frame.cameraId, source: 'buffer', reason });
+          const event = makeEvent({
+            type: 'frame.dropped',
+            frameId: w.frame.frameId,
+            cameraId: w.frame.cameraId,
+            source: 'buffer',
+            reason,
+          });
           drops.push({ source: this.laneKeys[lane], id: w.id, targets: [{ stream: keys.events, fields: encodeEvent(event) }] });
           dropNotes.push(() => {
             metrics.framesDropped.inc({ reason: 'no_processor' });
@@ -543,7 +614,10 @@ export class BufferService {
     const capacity = new Map(this.processors.map((p) => [p.id, p.capacity]));
     const now = Date.now();
     for (const { w, decision } of chosen) {
-      const { routes, spans: frameSpans } = this.handoff(w.frame, extractContext(w.frame), decision, capacity, { 'detektr.lane': LANES[w.lane], 'detektr.wait_ms': now - Number(w.id.split('-')[0]) });
+      const { routes, spans: frameSpans } = this.handoff(w.frame, extractContext(w.frame), decision, capacity, {
+        'detektr.lane': LANES[w.lane],
+        'detektr.wait_ms': now - Number(w.id.split('-')[0]),
+      });
       spans.push(frameSpans);
       calls.push({ lane: this.laneKeys[w.lane], entryId: w.id, routes });
     }
@@ -604,10 +678,12 @@ export class BufferService {
     const p = this.opts.redis.pipeline();
     for (const k of this.laneKeys) p.xrange(k, '-', '+', 'COUNT', count);
     const res = (await p.exec()) ?? [];
-    return this.decodeLanes(res.map(([err, rows]) => {
-      if (err) throw err;
-      return (rows as [string, FieldList][]) ?? [];
-    }));
+    return this.decodeLanes(
+      res.map(([err, rows]) => {
+        if (err) throw err;
+        return (rows as [string, FieldList][]) ?? [];
+      }),
+    );
   }
 
   /**
@@ -633,8 +709,28 @@ export class BufferService {
           metrics.entriesDeadLettered.inc({ stream: this.laneKeys[lane], reason: 'malformed' });
           logger.warn('entry dead-lettered', { stream: this.laneKeys[lane], entry_id: id, reason: `malformed: ${e.message}` });
           bad.push({
-            source: this.laneKeys[lane], id, counter: `dead_letter:${this.laneKeys[lane]}`,
-            targets: [{ stream: keys.deadLetter, fields: ['stream', this.laneKeys[lane], 'entry_id', id, 'reason', `malformed: ${e.message}`, 'deliveries', '1', 'at', String(Date.now()), 'fields', JSON.stringify(fields).slice(0, 65_536)] }],
+            source: this.laneKeys[lane],
+            id,
+            counter: `dead_letter:${this.laneKeys[lane]}`,
+            targets: [
+              {
+                stream: keys.deadLetter,
+                fields: [
+                  'stream',
+                  this.laneKeys[lane],
+                  'entry_id',
+                  id,
+                  'reason',
+                  `malformed: ${e.message}`,
+                  'deliveries',
+                  '1',
+                  'at',
+                  String(Date.now()),
+                  'fields',
+                  JSON.stringify(fields).slice(0, 65_536),
+                ],
+              },
+            ],
           });
         }
       }
@@ -663,7 +759,10 @@ export class BufferService {
     let victims: Waiting[];
     if (this.shedPolicy === 'oldest') {
       // Oldest first across lanes: by capture time, then by intake order.
-      victims = windows.flat().sort((a, b) => a.frame.capturedAt - b.frame.capturedAt || (a.id < b.id ? -1 : 1)).slice(0, excess);
+      victims = windows
+        .flat()
+        .sort((a, b) => a.frame.capturedAt - b.frame.capturedAt || (a.id < b.id ? -1 : 1))
+        .slice(0, excess);
     } else {
       // Lowest priority first (the low lane, then normal, then high), oldest first within one.
       victims = [...windows].reverse().flat().slice(0, excess);
@@ -671,14 +770,35 @@ export class BufferService {
     const label = this.shedPolicy === 'oldest' ? 'shed_oldest' : 'shed_lowest_priority';
     const reason = `backpressure: shed (policy ${this.shedPolicy}; ${p.backlog} frames waiting >= critical ${p.criticalBound} = ${this.opts.pressureCritical ?? 16} x capacity ${p.capacity}, and ${p.upstream} more upstream)`;
     const calls: DelAndAppend[] = victims.map((w) => ({
-      source: this.laneKeys[w.lane], id: w.id,
-      targets: [{ stream: keys.events, fields: encodeEvent(makeEvent({ type: 'frame.dropped', frameId: w.frame.frameId, cameraId: w.frame.cameraId, source: 'buffer', reason, data: { policy: this.shedPolicy, priority: w.frame.priority, lane: LANES[w.lane] } })) }],
+      source: this.laneKeys[w.lane],
+      id: w.id,
+      targets: [
+        {
+          stream: keys.events,
+          fields: encodeEvent(
+            makeEvent({
+              type: 'frame.dropped',
+              frameId: w.frame.frameId,
+              cameraId: w.frame.cameraId,
+              source: 'buffer',
+              reason,
+              data: { policy: this.shedPolicy, priority: w.frame.priority, lane: LANES[w.lane] },
+            }),
+          ),
+        },
+      ],
     }));
     const took = await delAndAppend(redis, keys.counters, calls, streamMaxLen);
     const n = took.filter(Boolean).length;
     if (n) {
       metrics.framesDropped.inc({ reason: label }, n);
-      logger.warn('backpressure: frames shed', { count: n, policy: this.shedPolicy, backlog: p.backlog, critical_bound: p.criticalBound, upstream: p.upstream });
+      logger.warn('backpressure: frames shed', {
+        count: n,
+        policy: this.shedPolicy,
+        backlog: p.backlog,
+        critical_bound: p.criticalBound,
+        upstream: p.upstream,
+      });
     }
   }
 
@@ -720,7 +840,8 @@ export class BufferService {
     const count = Math.min(room, 100);
     const raw: { id: string; fields: FieldList | null; claimed: boolean }[] = [];
     try {
-      const res = (await redis.xreadgroup('GROUP', GROUPS.processor, consumer, 'COUNT', count, 'STREAMS', stream, '>')) as [string, [string, FieldList][]][] | null;
+      const res = (await redis.xreadgroup('GROUP', GROUPS.processor, consumer, 'COUNT', count, 'STREAMS', stream, '>')) as
+        [string, [string, FieldList][]][] | null;
       for (const [id, fields] of res?.[0]?.[1] ?? []) raw.push({ id, fields, claimed: false });
     } catch (err) {
       if (!String((err as Error).message).includes('NOGROUP')) throw err;
@@ -728,7 +849,10 @@ export class BufferService {
       return;
     }
     if (gone && raw.length < count) {
-      const [, claimed] = (await redis.xautoclaim(stream, GROUPS.processor, consumer, claimIdleMs, '0-0', 'COUNT', count - raw.length)) as [string, [string, FieldList | null][]];
+      const [, claimed] = (await redis.xautoclaim(stream, GROUPS.processor, consumer, claimIdleMs, '0-0', 'COUNT', count - raw.length)) as [
+        string,
+        [string, FieldList | null][],
+      ];
       for (const [id, fields] of claimed) raw.push({ id, fields, claimed: true });
     }
     if (!raw.length) return;
@@ -740,7 +864,9 @@ export class BufferService {
       const res = (await p.exec()) ?? [];
       res.forEach(([, rows], i) => deliveries.set(claimedIds[i], Number((rows as [string, string, number, number][])[0]?.[3] ?? 1)));
     }
-    const why = gone ? `processor ${from} is gone (no heartbeat for ${this.opts.processorTtlMs} ms)` : `processor ${from} circuit breaker open (${this.breakers.snapshot(from).reason ?? ''})`;
+    const why = gone
+      ? `processor ${from} is gone (no heartbeat for ${this.opts.processorTtlMs} ms)`
+      : `processor ${from} circuit breaker open (${this.breakers.snapshot(from).reason ?? ''})`;
     const calls: AckAndAppend[] = [];
     const notes: (() => void)[] = [];
     const spans: Span[] = [];
@@ -756,7 +882,14 @@ export class BufferService {
       } catch (e) {
         if (!(e instanceof MalformedMessageError)) throw e;
         metrics.entriesMalformed.inc({ stream });
-        calls.push({ source: stream, group: GROUPS.processor, id: r.id, del: true, counter: `dead_letter:${stream}`, targets: [deadLetterAppend(keys.deadLetter, stream, r.id, `malformed: ${e.message}`, 1, r.fields)] });
+        calls.push({
+          source: stream,
+          group: GROUPS.processor,
+          id: r.id,
+          del: true,
+          counter: `dead_letter:${stream}`,
+          targets: [deadLetterAppend(keys.deadLetter, stream, r.id, `malformed: ${e.message}`, 1, r.fields)],
+        });
         notes.push(() => metrics.entriesDeadLettered.inc({ stream, reason: 'malformed' }));
         continue;
       }
@@ -765,9 +898,29 @@ export class BufferService {
         // It keeps killing its processors: no more hops.
         const error = `dead-lettered after ${n} deliveries (max ${maxDeliveries}): the frame keeps killing its processor`;
         calls.push({
-          source: stream, group: GROUPS.processor, id: r.id, del: true, counter: `dead_letter:${stream}`,
-          targets: [deadLetterAppend(keys.deadLetter, stream, r.id, `delivered ${n} times (max ${maxDeliveries})`, n, r.fields),
-            { stream: keys.events, fields: encodeEvent(makeEvent({ type: 'processing.failed', frameId: frame.frameId, cameraId: frame.cameraId, source: 'buffer', processorId: from, capability: frame.capability, attempt: n, error })) }],
+          source: stream,
+          group: GROUPS.processor,
+          id: r.id,
+          del: true,
+          counter: `dead_letter:${stream}`,
+          targets: [
+            deadLetterAppend(keys.deadLetter, stream, r.id, `delivered ${n} times (max ${maxDeliveries})`, n, r.fields),
+            {
+              stream: keys.events,
+              fields: encodeEvent(
+                makeEvent({
+                  type: 'processing.failed',
+                  frameId: frame.frameId,
+                  cameraId: frame.cameraId,
+                  source: 'buffer',
+                  processorId: from,
+                  capability: frame.capability,
+                  attempt: n,
+                  error,
+                }),
+              ),
+            },
+          ],
         });
         notes.push(() => {
           metrics.entriesDeadLettered.inc({ stream, reason: 'max_deliveries' });
@@ -782,16 +935,43 @@ export class BufferService {
       this.router.strategy.chosen?.(cap, target);
       const newStream = keys.ready(target.id);
       const send = startMessagingSpan(tracer, 'send', newStream, extractContext(frame), {
-        [ATTR.frameId]: frame.frameId, [ATTR.cameraId]: frame.cameraId, [ATTR.processorId]: target.id, [ATTR.capability]: cap, 'detektr.rerouted_from': from,
+        [ATTR.frameId]: frame.frameId,
+        [ATTR.cameraId]: frame.cameraId,
+        [ATTR.processorId]: target.id,
+        [ATTR.capability]: cap,
+        'detektr.rerouted_from': from,
       });
       spans.push(send);
       const carrier = injectContext(trace.setSpan(extractContext(frame), send));
       const at = Date.now();
       // queued (new stage) before dropped (old stage): the frame never looks all-dropped in between.
-      const queued: LifecycleEvent = makeEvent({ type: 'frame.queued', frameId: frame.frameId, cameraId: frame.cameraId, source: 'buffer', processorId: target.id, capability: cap, attempt: 1, at, ...spanIds(send) });
-      const dropped: LifecycleEvent = makeEvent({ type: 'frame.dropped', frameId: frame.frameId, cameraId: frame.cameraId, source: 'buffer', processorId: from, capability: cap, at, reason: `rerouted to ${target.id}: ${why}`, ...spanIds(send) });
+      const queued: LifecycleEvent = makeEvent({
+        type: 'frame.queued',
+        frameId: frame.frameId,
+        cameraId: frame.cameraId,
+        source: 'buffer',
+        processorId: target.id,
+        capability: cap,
+        attempt: 1,
+        at,
+        ...spanIds(send),
+      });
+      const dropped: LifecycleEvent = makeEvent({
+        type: 'frame.dropped',
+        frameId: frame.frameId,
+        cameraId: frame.cameraId,
+        source: 'buffer',
+        processorId: from,
+        capability: cap,
+        at,
+        reason: `rerouted to ${target.id}: ${why}`,
+        ...spanIds(send),
+      });
       calls.push({
-        source: stream, group: GROUPS.processor, id: r.id, del: true,
+        source: stream,
+        group: GROUPS.processor,
+        id: r.id,
+        del: true,
         targets: [
           { stream: newStream, fields: encodeFrame({ ...frame, processorId: target.id, capability: cap, ...carrier }) },
           { stream: keys.events, fields: encodeEvent(queued) },
@@ -805,7 +985,13 @@ export class BufferService {
       });
     }
     if (calls.length) {
-      await this.rememberRouted(calls.flatMap((c) => c.targets.filter((t) => t.stream.startsWith(`${keys.prefix}frames:ready:`)).map((t) => t.stream.slice(`${keys.prefix}frames:ready:`.length))));
+      await this.rememberRouted(
+        calls.flatMap((c) =>
+          c.targets
+            .filter((t) => t.stream.startsWith(`${keys.prefix}frames:ready:`))
+            .map((t) => t.stream.slice(`${keys.prefix}frames:ready:`.length)),
+        ),
+      );
       let done: boolean[];
       try {
         done = await ackAndAppend(redis, keys.counters, calls, streamMaxLen);
@@ -838,7 +1024,11 @@ export class BufferService {
       input: { stream: this.opts.keys.captured, ...this.upstreamInfo },
       processors: this.processors.map((p) => this.processorStatus(p, now)),
       capabilities,
-      deadLetter: Object.fromEntries(Object.entries(counters).filter(([k]) => k.startsWith('dead_letter:')).map(([k, v]) => [k.slice('dead_letter:'.length), Number(v)])),
+      deadLetter: Object.fromEntries(
+        Object.entries(counters)
+          .filter(([k]) => k.startsWith('dead_letter:'))
+          .map(([k, v]) => [k.slice('dead_letter:'.length), Number(v)]),
+      ),
     };
   }
 
@@ -863,6 +1053,21 @@ export class BufferService {
 function deadLetterAppend(deadLetter: string, stream: string, id: string, reason: string, deliveries: number, fields: FieldList): Append {
   return {
     stream: deadLetter,
-    fields: ['stream', stream, 'entry_id', id, 'group', GROUPS.processor, 'reason', reason, 'deliveries', String(deliveries), 'at', String(Date.now()), 'fields', JSON.stringify(fields).slice(0, 65_536)],
+    fields: [
+      'stream',
+      stream,
+      'entry_id',
+      id,
+      'group',
+      GROUPS.processor,
+      'reason',
+      reason,
+      'deliveries',
+      String(deliveries),
+      'at',
+      String(Date.now()),
+      'fields',
+      JSON.stringify(fields).slice(0, 65_536),
+    ],
   };
 }

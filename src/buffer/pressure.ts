@@ -47,7 +47,13 @@ export function computePressure(o: PressureOptions, backlog: number, capacity: n
   const criticalBound = Math.max(highBound, Math.ceil(o.critical * cap));
   const level: PressureLevel = backlog >= criticalBound ? 'critical' : backlog >= highBound ? 'high' : 'normal';
   return {
-    level, backlog, capacity, ratio: backlog / cap, highBound, criticalBound, upstream,
+    level,
+    backlog,
+    capacity,
+    ratio: backlog / cap,
+    highBound,
+    criticalBound,
+    upstream,
     shedding: level === 'critical' && upstream >= criticalBound,
   };
 }

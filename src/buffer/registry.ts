@@ -60,9 +60,15 @@ function parseInstance(raw: string): InstanceStats | undefined {
     const v = JSON.parse(raw) as Partial<InstanceStats>;
     if (!v || typeof v !== 'object' || !Number.isFinite(v.at) || !Number.isFinite(v.capacity)) return undefined;
     return {
-      capacity: Math.max(0, Number(v.capacity)), concurrency: Number(v.concurrency) || 1, at: Number(v.at),
-      pid: v.pid, host: v.host, inFlight: Number(v.inFlight) || 0, completed: Number(v.completed) || 0,
-      failed: Number(v.failed) || 0, consecutiveFailures: Number(v.consecutiveFailures) || 0,
+      capacity: Math.max(0, Number(v.capacity)),
+      concurrency: Number(v.concurrency) || 1,
+      at: Number(v.at),
+      pid: v.pid,
+      host: v.host,
+      inFlight: Number(v.inFlight) || 0,
+      completed: Number(v.completed) || 0,
+      failed: Number(v.failed) || 0,
+      consecutiveFailures: Number(v.consecutiveFailures) || 0,
       lastError: typeof v.lastError === 'string' ? v.lastError : undefined,
     };
   } catch {
@@ -78,7 +84,11 @@ function parseInstance(raw: string): InstanceStats | undefined {
  * the sums as soon as its own report is older than the TTL.
  */
 export class ProcessorRegistry {
-  constructor(private readonly redis: Redis, private readonly keys: RedisKeys, private readonly ttlMs: number) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly ttlMs: number,
+  ) {}
 
   /** Registers or refreshes one instance (a heartbeat is a re-registration: an expired hash comes back whole). */
   async heartbeat(r: Registration, now = Date.now()): Promise<void> {

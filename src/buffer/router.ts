@@ -20,7 +20,12 @@ export const hasRoom = (c: Candidate) => c.depth < c.capacity;
  */
 export interface Strategy {
   readonly name: StrategyName;
-  pick(capability: string, frame: Pick<FrameMessage, 'cameraId'>, healthy: readonly Candidate[], exclude?: ReadonlySet<string>): Candidate | undefined;
+  pick(
+    capability: string,
+    frame: Pick<FrameMessage, 'cameraId'>,
+    healthy: readonly Candidate[],
+    exclude?: ReadonlySet<string>,
+  ): Candidate | undefined;
   /** Told when a pick was acted on (a decision may be only a look-ahead). */
   chosen?(capability: string, c: Candidate): void;
 }
@@ -29,7 +34,12 @@ export interface Strategy {
 export class LeastLoaded implements Strategy {
   readonly name = 'least-loaded' as const;
 
-  pick(_cap: string, _frame: Pick<FrameMessage, 'cameraId'>, healthy: readonly Candidate[], exclude?: ReadonlySet<string>): Candidate | undefined {
+  pick(
+    _cap: string,
+    _frame: Pick<FrameMessage, 'cameraId'>,
+    healthy: readonly Candidate[],
+    exclude?: ReadonlySet<string>,
+  ): Candidate | undefined {
     let best: Candidate | undefined;
     let bestLoad = Infinity;
     for (const c of healthy) {
@@ -49,7 +59,12 @@ export class RoundRobin implements Strategy {
   readonly name = 'round-robin' as const;
   private readonly last = new Map<string, string>();
 
-  pick(cap: string, _frame: Pick<FrameMessage, 'cameraId'>, healthy: readonly Candidate[], exclude?: ReadonlySet<string>): Candidate | undefined {
+  pick(
+    cap: string,
+    _frame: Pick<FrameMessage, 'cameraId'>,
+    healthy: readonly Candidate[],
+    exclude?: ReadonlySet<string>,
+  ): Candidate | undefined {
     const prev = this.last.get(cap);
     let after: Candidate | undefined;
     let first: Candidate | undefined;
@@ -106,7 +121,12 @@ function weight(key: number, id: string): number {
 export class CameraAffinity implements Strategy {
   readonly name = 'camera-affinity' as const;
 
-  pick(cap: string, frame: Pick<FrameMessage, 'cameraId'>, healthy: readonly Candidate[], exclude?: ReadonlySet<string>): Candidate | undefined {
+  pick(
+    cap: string,
+    frame: Pick<FrameMessage, 'cameraId'>,
+    healthy: readonly Candidate[],
+    exclude?: ReadonlySet<string>,
+  ): Candidate | undefined {
     let home: Candidate | undefined;
     let best = -1;
     const key = hash32(`${frame.cameraId}\u0000${cap}`);

@@ -11,7 +11,9 @@ import { LuaScript, type ScriptArg, type ScriptCall } from '../bus/script.js';
  * KEYS: lane, events, ready streams... ARGV: entry id, maxlen, n, n capacities, n messages
  * (count, fields...), n events (count, fields...).
  */
-const DISPATCH = new LuaScript('dispatch', `
+const DISPATCH = new LuaScript(
+  'dispatch',
+  `
 local n = tonumber(ARGV[3])
 for k = 1, n do
   local cap = tonumber(ARGV[3 + k])
@@ -28,7 +30,8 @@ for k = 1, 2 * n do
   if k <= n then key = KEYS[2 + k] end
   redis.call('XADD', key, 'MAXLEN', '~', ARGV[2], '*', unpack(f))
 end
-return {1, 0}`);
+return {1, 0}`,
+);
 
 export interface DispatchCall {
   lane: string;
@@ -61,7 +64,9 @@ export async function dispatchFrames(redis: Redis, events: string, calls: Dispat
  * KEYS: captured, lane, events, ready streams... ARGV: group, entry id, maxlen, n,
  * n capacities, lane entry (count, fields...), n messages, n events (count, fields...).
  */
-const INTAKE_DIRECT = new LuaScript('intake_direct', `
+const INTAKE_DIRECT = new LuaScript(
+  'intake_direct',
+  `
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local n = tonumber(ARGV[4])
 local i = 5 + n
@@ -84,7 +89,8 @@ for k = 1, 2 * n do
   if k <= n then key = KEYS[3 + k] end
   redis.call('XADD', key, 'MAXLEN', '~', ARGV[3], '*', unpack(f))
 end
-return 1`);
+return 1`,
+);
 
 export interface DirectCall {
   captured: string;
@@ -98,12 +104,23 @@ export interface DirectCall {
 export type DirectOutcome = 'sent' | 'laned' | 'duplicate';
 
 export async function intakeDirect(redis: Redis, events: string, calls: DirectCall[], maxLen: number): Promise<DirectOutcome[]> {
-  const res = await INTAKE_DIRECT.runMany(redis, calls.map((c) => {
-    const args: ScriptArg[] = [c.group, c.entryId, maxLen, c.routes.length, ...c.routes.map((r) => r.capacity), c.laneEntry.length, ...c.laneEntry];
-    for (const r of c.routes) args.push(r.message.length, ...r.message);
-    for (const r of c.routes) args.push(r.event.length, ...r.event);
-    return { keys: [c.captured, c.lane, events, ...c.routes.map((r) => r.stream)], args };
-  }));
+  const res = await INTAKE_DIRECT.runMany(
+    redis,
+    calls.map((c) => {
+      const args: ScriptArg[] = [
+        c.group,
+        c.entryId,
+        maxLen,
+        c.routes.length,
+        ...c.routes.map((r) => r.capacity),
+        c.laneEntry.length,
+        ...c.laneEntry,
+      ];
+      for (const r of c.routes) args.push(r.message.length, ...r.message);
+      for (const r of c.routes) args.push(r.event.length, ...r.event);
+      return { keys: [c.captured, c.lane, events, ...c.routes.map((r) => r.stream)], args };
+    }),
+  );
   return res.map((r) => {
     if (r instanceof Error) throw r;
     const code = Number(r);

@@ -2,7 +2,17 @@ import { EVENT_TYPES, type EventType, type LifecycleEvent } from '../domain/even
 import { isCameraEventType, type CameraEvent } from '../domain/camera-events.js';
 import { MalformedMessageError } from '../domain/errors.js';
 import { frameIdTime } from '../domain/frame-id.js';
-import { decodeFieldMap, FieldReader, ID_RE, MAX_TIME_MS, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE, type FieldList } from './fields.js';
+import {
+  decodeFieldMap,
+  FieldReader,
+  ID_RE,
+  MAX_TIME_MS,
+  MESSAGE_VERSION,
+  toFieldList,
+  toFieldMap,
+  ULID_FIELD_RE,
+  type FieldList,
+} from './fields.js';
 
 const MAX_TEXT = 2000;
 
@@ -23,7 +33,10 @@ export function encodeEvent(e: LifecycleEvent): FieldList {
     reason: e.reason?.slice(0, MAX_TEXT),
     // W3C traceparent, so a consumer of the event continues the emitter's trace.
     // (All-zero ids come from a no-op tracer: not a trace context, and decoders reject them.)
-    traceparent: e.traceId && e.spanId && !/^0+$/.test(e.traceId) && !/^0+$/.test(e.spanId) ? `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}` : undefined,
+    traceparent:
+      e.traceId && e.spanId && !/^0+$/.test(e.traceId) && !/^0+$/.test(e.spanId)
+        ? `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}`
+        : undefined,
     data: e.data === undefined ? undefined : JSON.stringify(e.data),
   });
 }
@@ -31,10 +44,12 @@ export function encodeEvent(e: LifecycleEvent): FieldList {
 export function decodeEvent(fields: FieldList): LifecycleEvent {
   const r = new FieldReader(decodeFieldMap(fields));
   const type = r.string('type');
-  if (!(EVENT_TYPES as readonly string[]).includes(type)) throw new MalformedMessageError(`unknown event type ${JSON.stringify(type.slice(0, 64))}`, 'type');
+  if (!(EVENT_TYPES as readonly string[]).includes(type))
+    throw new MalformedMessageError(`unknown event type ${JSON.stringify(type.slice(0, 64))}`, 'type');
   const durationRaw = r.optional('duration_ms');
   const durationMs = durationRaw === undefined ? undefined : Number(durationRaw);
-  if (durationMs !== undefined && (!Number.isFinite(durationMs) || durationMs < 0)) throw new MalformedMessageError('field duration_ms must be a non-negative number', 'duration_ms');
+  if (durationMs !== undefined && (!Number.isFinite(durationMs) || durationMs < 0))
+    throw new MalformedMessageError('field duration_ms must be a non-negative number', 'duration_ms');
   const traceparent = r.traceparent();
   const processorId = r.optional('processor_id');
   const capability = r.optional('capability');

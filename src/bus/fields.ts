@@ -36,7 +36,11 @@ export function decodeFieldMap(fields: FieldList): Map<string, string> {
   for (let i = 0; i < fields.length; i += 2) {
     const name = String(fields[i]);
     const value = String(fields[i + 1]);
-    if (name.length > MAX_NAME_LENGTH) throw new MalformedMessageError(`field name ${JSON.stringify(name.slice(0, 32))}... is too long (${name.length} characters)`, name.slice(0, 32));
+    if (name.length > MAX_NAME_LENGTH)
+      throw new MalformedMessageError(
+        `field name ${JSON.stringify(name.slice(0, 32))}... is too long (${name.length} characters)`,
+        name.slice(0, 32),
+      );
     if (value.length > MAX_FIELD_LENGTH) throw new MalformedMessageError(`field ${name} is too long (${value.length} characters)`, name);
     if (map.has(name)) throw new MalformedMessageError(`field ${name} appears more than once`, name);
     map.set(name, value);
@@ -52,7 +56,8 @@ function jsonDepth(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) max = Math.max(max, ++depth);
@@ -71,7 +76,8 @@ export function toFieldList(obj: Record<string, string | number | undefined>): F
 export class FieldReader {
   constructor(private readonly map: Map<string, string>) {
     const v = map.get('v');
-    if (v !== MESSAGE_VERSION) throw new MalformedMessageError(`unsupported message version ${v === undefined ? '(missing)' : JSON.stringify(v.slice(0, 16))}`, 'v');
+    if (v !== MESSAGE_VERSION)
+      throw new MalformedMessageError(`unsupported message version ${v === undefined ? '(missing)' : JSON.stringify(v.slice(0, 16))}`, 'v');
   }
 
   optional(name: string): string | undefined {
@@ -92,7 +98,10 @@ export class FieldReader {
     const raw = this.string(name);
     const n = Number(raw);
     if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new MalformedMessageError(`field ${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(raw.slice(0, 32))}`, name);
+      throw new MalformedMessageError(
+        `field ${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(raw.slice(0, 32))}`,
+        name,
+      );
     }
     return n;
   }
@@ -103,7 +112,8 @@ export class FieldReader {
 
   traceparent(): string | undefined {
     const v = this.optional('traceparent');
-    if (v !== undefined && !TRACEPARENT_RE.test(v)) throw new MalformedMessageError(`field traceparent is not W3C trace context: ${JSON.stringify(v.slice(0, 64))}`, 'traceparent');
+    if (v !== undefined && !TRACEPARENT_RE.test(v))
+      throw new MalformedMessageError(`field traceparent is not W3C trace context: ${JSON.stringify(v.slice(0, 64))}`, 'traceparent');
     return v;
   }
 
@@ -117,7 +127,8 @@ export class FieldReader {
     } catch {
       throw new MalformedMessageError(`field ${name} is not JSON`, name);
     }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new MalformedMessageError(`field ${name} must be a JSON object`, name);
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+      throw new MalformedMessageError(`field ${name} must be a JSON object`, name);
     return parsed as Record<string, unknown>;
   }
 }

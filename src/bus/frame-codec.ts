@@ -30,7 +30,8 @@ export function decodeFrame(fields: FieldList): FrameMessage {
   const frameId = r.string('frame_id', ULID_FIELD_RE);
   if (frameIdTime(frameId) > MAX_TIME_MS) throw new MalformedMessageError('field frame_id carries a time after the year 9999', 'frame_id');
   const capturedAt = r.int('captured_at', 0, MAX_TIME_MS);
-  if (frameIdTime(frameId) !== capturedAt) throw new MalformedMessageError('field captured_at does not match the time in frame_id', 'captured_at');
+  if (frameIdTime(frameId) !== capturedAt)
+    throw new MalformedMessageError('field captured_at does not match the time in frame_id', 'captured_at');
   const caps = r.optional('capabilities');
   if (caps !== undefined && !CAPS_RE.test(caps)) throw new MalformedMessageError('field capabilities is malformed', 'capabilities');
   return {

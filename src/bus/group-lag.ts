@@ -22,6 +22,11 @@ export async function groupLag(redis: Redis, stream: string): Promise<GroupLag[]
     const h = new Map<string, unknown>();
     for (let i = 0; i < row.length; i += 2) h.set(String(row[i]), row[i + 1]);
     const lag = h.get('lag');
-    return { stream, group: String(h.get('name')), lag: lag === null || lag === undefined ? null : Number(lag), pending: Number(h.get('pending')) };
+    return {
+      stream,
+      group: String(h.get('name')),
+      lag: lag === null || lag === undefined ? null : Number(lag),
+      pending: Number(h.get('pending')),
+    };
   });
 }

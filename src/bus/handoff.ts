@@ -26,12 +26,15 @@ end`;
  * KEYS: source, counters hash, targets... ARGV: group, id, maxlen, del (1/0), counter field
  * ('' = none), then per target n, fields.
  */
-const ACK_AND_APPEND = new LuaScript('ack_and_append', `
+const ACK_AND_APPEND = new LuaScript(
+  'ack_and_append',
+  `
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 if ARGV[4] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
 if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[5], 1) end
 ${APPEND_LOOP.replace('ARGV_START', '6').replace('FIRST_TARGET', '3').replace('MAXLEN_ARG', '3')}
-return 1`);
+return 1`,
+);
 
 /**
  * XDEL the source entry (a stream used as a queue without consumer group, like the
@@ -39,11 +42,14 @@ return 1`);
  * Two buffers racing for one entry: one wins, the other appends nothing.
  * KEYS: source, counters hash, targets... ARGV: id, maxlen, counter field ('' = none), then per target n, fields.
  */
-const DEL_AND_APPEND = new LuaScript('del_and_append', `
+const DEL_AND_APPEND = new LuaScript(
+  'del_and_append',
+  `
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
 ${APPEND_LOOP.replace('ARGV_START', '4').replace('FIRST_TARGET', '3').replace('MAXLEN_ARG', '2')}
-return 1`);
+return 1`,
+);
 
 function targetArgs(targets: Append[]): ScriptArg[] {
   const out: ScriptArg[] = [];
@@ -63,12 +69,18 @@ export interface AckAndAppend {
 }
 
 export function ackAndAppendCall(c: AckAndAppend, countersKey: string, maxLen: number): ScriptCall {
-  return { keys: [c.source, countersKey, ...c.targets.map((t) => t.stream)], args: [c.group, c.id, maxLen, c.del ? 1 : 0, c.counter ?? '', ...targetArgs(c.targets)] };
+  return {
+    keys: [c.source, countersKey, ...c.targets.map((t) => t.stream)],
+    args: [c.group, c.id, maxLen, c.del ? 1 : 0, c.counter ?? '', ...targetArgs(c.targets)],
+  };
 }
 
 /** Runs guarded hand-offs in one round trip; true per call that committed, false where it was done already. */
 export async function ackAndAppend(redis: Redis, countersKey: string, calls: AckAndAppend[], maxLen: number): Promise<boolean[]> {
-  const res = await ACK_AND_APPEND.runMany(redis, calls.map((c) => ackAndAppendCall(c, countersKey, maxLen)));
+  const res = await ACK_AND_APPEND.runMany(
+    redis,
+    calls.map((c) => ackAndAppendCall(c, countersKey, maxLen)),
+  );
   return res.map((r) => {
     if (r instanceof Error) throw r;
     return Number(r) === 1;
@@ -84,10 +96,13 @@ export interface DelAndAppend {
 }
 
 export async function delAndAppend(redis: Redis, countersKey: string, calls: DelAndAppend[], maxLen: number): Promise<boolean[]> {
-  const res = await DEL_AND_APPEND.runMany(redis, calls.map((c) => ({
-    keys: [c.source, countersKey, ...c.targets.map((t) => t.stream)],
-    args: [c.id, maxLen, c.counter ?? '', ...targetArgs(c.targets)],
-  })));
+  const res = await DEL_AND_APPEND.runMany(
+    redis,
+    calls.map((c) => ({
+      keys: [c.source, countersKey, ...c.targets.map((t) => t.stream)],
+      args: [c.id, maxLen, c.counter ?? '', ...targetArgs(c.targets)],
+    })),
+  );
   return res.map((r) => {
     if (r instanceof Error) throw r;
     return Number(r) === 1;

@@ -42,21 +42,44 @@ export async function publishFrame(deps: PublishFrameDeps, f: FrameToPublish): P
   const { redis, keys, tracer } = deps;
   const frameId = newFrameId();
   const capturedAt = frameIdTime(frameId);
-  const root = tracer.startSpan('capture_frame', {
-    kind: SpanKind.INTERNAL,
-    attributes: { [ATTR.frameId]: frameId, [ATTR.cameraId]: f.cameraId, [ATTR.frameWidth]: f.width, [ATTR.frameHeight]: f.height, [ATTR.frameSizeBytes]: f.jpeg.length },
-  }, ROOT_CONTEXT);
+  const root = tracer.startSpan(
+    'capture_frame',
+    {
+      kind: SpanKind.INTERNAL,
+      attributes: {
+        [ATTR.frameId]: frameId,
+        [ATTR.cameraId]: f.cameraId,
+        [ATTR.frameWidth]: f.width,
+        [ATTR.frameHeight]: f.height,
+        [ATTR.frameSizeBytes]: f.jpeg.length,
+      },
+    },
+    ROOT_CONTEXT,
+  );
   const rootCtx = trace.setSpan(ROOT_CONTEXT, root);
   const send = startMessagingSpan(tracer, 'send', keys.captured, rootCtx, { [ATTR.frameId]: frameId, [ATTR.cameraId]: f.cameraId });
   const payloadKey = keys.payload(frameId);
   const priority = f.priority ?? 5;
   const frame: FrameMessage = {
-    frameId, cameraId: f.cameraId, capturedAt, width: f.width, height: f.height, format: 'jpeg',
-    sizeBytes: f.jpeg.length, priority, payloadKey, capabilities: f.capabilities ?? [],
+    frameId,
+    cameraId: f.cameraId,
+    capturedAt,
+    width: f.width,
+    height: f.height,
+    format: 'jpeg',
+    sizeBytes: f.jpeg.length,
+    priority,
+    payloadKey,
+    capabilities: f.capabilities ?? [],
     ...injectContext(trace.setSpan(rootCtx, send)),
   };
   const event = makeEvent({
-    type: 'frame.captured', frameId, cameraId: f.cameraId, source: 'capture', at: capturedAt, ...spanIds(root),
+    type: 'frame.captured',
+    frameId,
+    cameraId: f.cameraId,
+    source: 'capture',
+    at: capturedAt,
+    ...spanIds(root),
     data: { width: f.width, height: f.height, format: 'jpeg', sizeBytes: f.jpeg.length, priority, ...f.data },
   });
   const tx = redis.multi().set(payloadKey, f.jpeg, 'PX', deps.payloadTtlMs);

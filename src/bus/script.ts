@@ -19,7 +19,10 @@ const isNoScript = (err: unknown) => String((err as Error)?.message ?? err).incl
 export class LuaScript {
   readonly sha: string;
 
-  constructor(readonly name: string, readonly lua: string) {
+  constructor(
+    readonly name: string,
+    readonly lua: string,
+  ) {
     this.sha = createHash('sha1').update(lua).digest('hex');
   }
 

@@ -149,10 +149,16 @@ export class StreamConsumer<T> {
 
   private async readNew(): Promise<RawEntry[]> {
     const res = (await this.opts.blocking.xreadgroup(
-      'GROUP', this.opts.group, this.opts.consumer,
-      'COUNT', this.currentBatchSize(),
-      'BLOCK', this.opts.blockMs,
-      'STREAMS', this.opts.stream, '>',
+      'GROUP',
+      this.opts.group,
+      this.opts.consumer,
+      'COUNT',
+      this.currentBatchSize(),
+      'BLOCK',
+      this.opts.blockMs,
+      'STREAMS',
+      this.opts.stream,
+      '>',
     )) as [string, RawEntry[]][] | null;
     return res?.[0]?.[1] ?? [];
   }
@@ -162,7 +168,13 @@ export class StreamConsumer<T> {
     const now = Date.now();
     if (now - this.lastClaim < Math.max(100, this.opts.claimIdleMs / 2)) return undefined;
     const [next, entries, deleted] = (await this.opts.redis.xautoclaim(
-      this.opts.stream, this.opts.group, this.opts.consumer, this.opts.claimIdleMs, this.claimCursor, 'COUNT', this.currentBatchSize(),
+      this.opts.stream,
+      this.opts.group,
+      this.opts.consumer,
+      this.opts.claimIdleMs,
+      this.claimCursor,
+      'COUNT',
+      this.currentBatchSize(),
     )) as [string, RawEntry[], string[]?];
     this.claimCursor = next;
     if (next === '0-0') {
@@ -172,7 +184,11 @@ export class StreamConsumer<T> {
     if (deleted?.length) {
       // Trimmed by MAXLEN while pending: the entry is gone, so say so loudly and count it.
       this.opts.metrics?.entriesDeadLettered.inc({ stream: this.opts.stream, reason: 'trimmed_while_pending' }, deleted.length);
-      this.opts.logger?.error('pending entries were trimmed before being handled', { stream: this.opts.stream, ids: deleted.slice(0, 20), count: deleted.length });
+      this.opts.logger?.error('pending entries were trimmed before being handled', {
+        stream: this.opts.stream,
+        ids: deleted.slice(0, 20),
+        count: deleted.length,
+      });
       await this.opts.redis.hincrby(this.opts.keys.counters, `trimmed:${this.opts.stream}`, deleted.length);
     }
     if (!entries.length) return undefined;
@@ -188,7 +204,9 @@ export class StreamConsumer<T> {
     if (lost <= 0) return;
     this.opts.metrics?.entriesDeadLettered.inc({ stream: this.opts.stream, reason: 'trimmed_unread' }, lost);
     this.opts.logger?.error('entries were trimmed (stream MAXLEN) before this group read them: they are lost', {
-      stream: this.opts.stream, group: this.opts.group, count: lost,
+      stream: this.opts.stream,
+      group: this.opts.group,
+      count: lost,
     });
   }
 
@@ -234,7 +252,12 @@ export class StreamConsumer<T> {
         return;
       } catch (err) {
         attempt++;
-        this.opts.logger?.warn('batch handling failed; retrying the same batch', { stream: this.opts.stream, entries: good.length, attempt, error: err });
+        this.opts.logger?.warn('batch handling failed; retrying the same batch', {
+          stream: this.opts.stream,
+          entries: good.length,
+          attempt,
+          error: err,
+        });
         if (this.closing) return; // left pending: another consumer reclaims it after claimIdle
         await sleep(backoffDelay(attempt, 100, 10_000), () => this.closing);
       }
@@ -245,9 +268,27 @@ export class StreamConsumer<T> {
     const { redis, keys, stream, group } = this.opts;
     const tx = redis.multi();
     for (const b of bad) {
-      tx.xadd(keys.deadLetter, 'MAXLEN', '~', 100_000, '*',
-        'stream', stream, 'entry_id', b.id, 'group', group, 'reason', b.reason,
-        'deliveries', String(b.deliveries), 'at', String(Date.now()), 'fields', JSON.stringify(b.fields).slice(0, 65_536));
+      tx.xadd(
+        keys.deadLetter,
+        'MAXLEN',
+        '~',
+        100_000,
+        '*',
+        'stream',
+        stream,
+        'entry_id',
+        b.id,
+        'group',
+        group,
+        'reason',
+        b.reason,
+        'deliveries',
+        String(b.deliveries),
+        'at',
+        String(Date.now()),
+        'fields',
+        JSON.stringify(b.fields).slice(0, 65_536),
+      );
       tx.hincrby(keys.counters, `dead_letter:${stream}`, 1);
       this.opts.metrics?.entriesDeadLettered.inc({ stream, reason: b.reason.startsWith('malformed') ? 'malformed' : 'max_deliveries' });
       this.opts.logger?.warn('entry dead-lettered', { stream, entry_id: b.id, reason: b.reason });

@@ -15,7 +15,9 @@ import { LuaScript } from './script.js';
  * Returns the entries newly found lost, or -1 when the stream cannot tell (entries were
  * XDELed, or the group's entries-read is unknown).
  */
-const TRIM_LOSS = new LuaScript('trim-loss', `
+const TRIM_LOSS = new LuaScript(
+  'trim-loss',
+  `
 local function field(t, name)
   for i = 1, #t, 2 do if t[i] == name then return t[i + 1] end end
 end
@@ -38,7 +40,8 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   end
 end
 return 0
-`);
+`,
+);
 
 /** Counts (in `counters` field `trimmed:<stream>`) entries trimmed unread; see TRIM_LOSS. */
 export async function countTrimmedUnread(redis: Redis, stream: string, group: string, counters: string): Promise<number> {

@@ -28,9 +28,7 @@ export function parseCameraSpec(spec: string): CameraSpec {
   const id = spec.slice(0, eq);
   const url = spec.slice(eq + 1).trim();
   if (!CAMERA_ID.test(id)) {
-    throw new InvalidInputError(
-      `Invalid camera id "${id}": use 1-64 letters, digits, '_' or '-'`,
-    );
+    throw new InvalidInputError(`Invalid camera id "${id}": use 1-64 letters, digits, '_' or '-'`);
   }
   if (url === '') throw new InvalidInputError(`Camera "${id}" has an empty url`);
   if (CONTROL_CHARS.test(url)) {
@@ -70,8 +68,7 @@ function filePath(id: string, url: string): string {
 }
 
 function checkRtsp(id: string, url: string): string {
-  const bad = (why: string): InvalidInputError =>
-    new InvalidInputError(`Camera "${id}": invalid rtsp url "${redactUrl(url)}": ${why}`);
+  const bad = (why: string): InvalidInputError => new InvalidInputError(`Camera "${id}": invalid rtsp url "${redactUrl(url)}": ${why}`);
   let parsed: URL;
   try {
     parsed = new URL(url);

@@ -119,8 +119,17 @@ export class CaptureService {
     for (const c of opts.cameras) {
       this.settings.set(c.id, effectiveSettings(c, defaults));
       this.status.set(c.id, {
-        id: c.id, url: c.kind === 'lavfi' ? `lavfi:${c.url}` : redactUrl(c.url), state: 'connecting', online: false, frozen: false,
-        captured: 0, published: 0, dropped: 0, reconnects: 0, failures: 0, offlineSince: Date.now(),
+        id: c.id,
+        url: c.kind === 'lavfi' ? `lavfi:${c.url}` : redactUrl(c.url),
+        state: 'connecting',
+        online: false,
+        frozen: false,
+        captured: 0,
+        published: 0,
+        dropped: 0,
+        reconnects: 0,
+        failures: 0,
+        offlineSince: Date.now(),
       });
       opts.metrics.captureStreamUp.set({ camera: c.id }, 0);
       opts.metrics.captureFrozen.set({ camera: c.id }, 0);
@@ -187,7 +196,12 @@ export class CaptureService {
   }
 
   private async cameraLoop(
-    camera: CameraConfig, st: CameraStatus, set: CameraSettings, log: Logger, thread: ReaderThread, done: () => boolean,
+    camera: CameraConfig,
+    st: CameraStatus,
+    set: CameraSettings,
+    log: Logger,
+    thread: ReaderThread,
+    done: () => boolean,
   ): Promise<void> {
     const { maxFrames } = this.opts;
     let permanentFailures = 0;
@@ -198,10 +212,21 @@ export class CaptureService {
       try {
         log.info('opening camera', { url: st.url, attempt: st.failures + 1 });
         const source = openVideoSource({
-          url: camera.url, kind: camera.kind, fps: set.fps, jpegQuality: set.jpegQuality, maxWidth: set.maxWidth,
-          thumbnailWidth: set.thumbnailWidth, openTimeoutMs: set.timeoutMs, readTimeoutMs: set.timeoutMs,
-          stallTimeoutMs: set.stallTimeoutMs, transport: set.transport, ffmpegOptions: set.ffmpegOptions, loop: set.loop,
-          validation: set.validation, signal: this.stop.signal, thread,
+          url: camera.url,
+          kind: camera.kind,
+          fps: set.fps,
+          jpegQuality: set.jpegQuality,
+          maxWidth: set.maxWidth,
+          thumbnailWidth: set.thumbnailWidth,
+          openTimeoutMs: set.timeoutMs,
+          readTimeoutMs: set.timeoutMs,
+          stallTimeoutMs: set.stallTimeoutMs,
+          transport: set.transport,
+          ffmpegOptions: set.ffmpegOptions,
+          loop: set.loop,
+          validation: set.validation,
+          signal: this.stop.signal,
+          thread,
           onOpen: (info) => {
             st.stream = info;
             log.debug('camera opened', { codec: info.codec, width: info.width, height: info.height, native_fps: info.nativeFps });
@@ -251,7 +276,9 @@ export class CaptureService {
         if (st.state !== 'failed') {
           st.state = 'failed';
           log.error('camera failed: retrying will not help until its url, credentials or the camera change', {
-            reason, error: message, attempts: permanentFailures,
+            reason,
+            error: message,
+            attempts: permanentFailures,
           });
           this.checkAllFailed();
         }
@@ -340,7 +367,9 @@ export class CaptureService {
         metrics.captureFrozen.set(cam, 1);
         const seconds = Math.round(image.frozenForMs / 100) / 10;
         log.warn('camera frozen: the picture has not changed', { frozen_s: seconds });
-        await this.emitCameraEvent(camera.id, 'camera.frozen', `picture unchanged for ${seconds} s`, { frozenMs: Math.round(image.frozenForMs) });
+        await this.emitCameraEvent(camera.id, 'camera.frozen', `picture unchanged for ${seconds} s`, {
+          frozenMs: Math.round(image.frozenForMs),
+        });
       }
     } else if (st.frozen && image.frozenForMs === 0) {
       st.frozen = false;
@@ -364,19 +393,31 @@ export class CaptureService {
   }
 
   private startRoot(camera: CameraConfig, frameId: string, image: CapturedImage): Span {
-    return this.opts.tracer.startSpan('capture_frame', {
-      kind: SpanKind.INTERNAL,
-      attributes: {
-        [ATTR.frameId]: frameId, [ATTR.cameraId]: camera.id, [ATTR.frameWidth]: image.width, [ATTR.frameHeight]: image.height,
-        [ATTR.frameSizeBytes]: image.jpeg.length,
+    return this.opts.tracer.startSpan(
+      'capture_frame',
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          [ATTR.frameId]: frameId,
+          [ATTR.cameraId]: camera.id,
+          [ATTR.frameWidth]: image.width,
+          [ATTR.frameHeight]: image.height,
+          [ATTR.frameSizeBytes]: image.jpeg.length,
+        },
       },
-    }, ROOT_CONTEXT);
+      ROOT_CONTEXT,
+    );
   }
 
   private capturedData(set: CameraSettings, image: CapturedImage, extra: Record<string, unknown>): Record<string, unknown> {
     const data: Record<string, unknown> = {
-      width: image.width, height: image.height, ...extra, priority: set.priority, ptsMs: image.ptsMs,
-      encodeMs: round3(image.encodeMs), decodeMs: round3(image.decodeMs),
+      width: image.width,
+      height: image.height,
+      ...extra,
+      priority: set.priority,
+      ptsMs: image.ptsMs,
+      encodeMs: round3(image.encodeMs),
+      decodeMs: round3(image.decodeMs),
     };
     if (image.flags.length) data.flags = image.flags;
     return data;
@@ -391,7 +432,12 @@ export class CaptureService {
     const root = this.startRoot(camera, frameId, image);
     const ids = spanIds(root);
     const captured = makeEvent({
-      type: 'frame.captured', frameId, cameraId: camera.id, source: 'capture', at: capturedAt, ...ids,
+      type: 'frame.captured',
+      frameId,
+      cameraId: camera.id,
+      source: 'capture',
+      at: capturedAt,
+      ...ids,
       data: this.capturedData(set, image, { format: 'none', sizeBytes: 0 }),
     });
     const dropped = makeEvent({ type: 'frame.dropped', frameId, cameraId: camera.id, source: 'capture', at: capturedAt, reason, ...ids });
@@ -405,7 +451,7 @@ export class CaptureService {
       root.end();
     } catch (err) {
       endSpan(root, redactedError(err));
-      logger.error('could not publish a dropped frame\'s events', { frame_id: frameId, camera_id: camera.id, reason, error: err });
+      logger.error("could not publish a dropped frame's events", { frame_id: frameId, camera_id: camera.id, reason, error: err });
     }
   }
 
@@ -418,8 +464,16 @@ export class CaptureService {
     const send = startMessagingSpan(tracer, 'send', keys.captured, rootCtx, { [ATTR.frameId]: frameId, [ATTR.cameraId]: camera.id });
     const payloadKey = keys.payload(frameId);
     const frame: FrameMessage = {
-      frameId, cameraId: camera.id, capturedAt, width: image.width, height: image.height, format: 'jpeg',
-      sizeBytes: image.jpeg.length, priority: set.priority, payloadKey, capabilities: set.capabilities,
+      frameId,
+      cameraId: camera.id,
+      capturedAt,
+      width: image.width,
+      height: image.height,
+      format: 'jpeg',
+      sizeBytes: image.jpeg.length,
+      priority: set.priority,
+      payloadKey,
+      capabilities: set.capabilities,
       ...injectContext(trace.setSpan(rootCtx, send)),
     };
     const extra: Record<string, unknown> = { format: 'jpeg', sizeBytes: image.jpeg.length };
@@ -430,7 +484,12 @@ export class CaptureService {
       extra.thumbnail = { key: thumbKey, width: image.thumbnail.width, height: image.thumbnail.height, format: 'gray8' };
     }
     const event = makeEvent({
-      type: 'frame.captured', frameId, cameraId: camera.id, source: 'capture', at: capturedAt, ...spanIds(root),
+      type: 'frame.captured',
+      frameId,
+      cameraId: camera.id,
+      source: 'capture',
+      at: capturedAt,
+      ...spanIds(root),
       data: this.capturedData(set, image, extra),
     });
     // The event goes first so the store never sees a frame's later events before its birth.
@@ -443,7 +502,12 @@ export class CaptureService {
       endSpan(send, redactedError(err));
       endSpan(root, redactedError(err));
       this.countDrop(camera.id, 'publish_failed');
-      this.opts.logger.error('frame dropped: could not publish', { frame_id: frameId, camera_id: camera.id, trace_id: root.spanContext().traceId, error: err });
+      this.opts.logger.error('frame dropped: could not publish', {
+        frame_id: frameId,
+        camera_id: camera.id,
+        trace_id: root.spanContext().traceId,
+        error: err,
+      });
       return false;
     }
     metrics.framesPublished.inc({ camera: camera.id });

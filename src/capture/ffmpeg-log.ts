@@ -15,22 +15,25 @@ export function routeFfmpegLogs(logger: Logger, opts: { burst?: number; windowMs
   let windowStart = Date.now();
   let count = 0;
   let suppressed = 0;
-  Log.setCallback((level, message) => {
-    const now = Date.now();
-    if (now - windowStart >= windowMs) {
-      if (suppressed) logger.warn('ffmpeg messages left out', { count: suppressed, window_ms: windowMs });
-      windowStart = now;
-      count = 0;
-      suppressed = 0;
-    }
-    if (++count > burst) {
-      suppressed++;
-      return;
-    }
-    const text = message.trim();
-    if (!text) return;
-    if (level <= AV_LOG_ERROR) logger.warn('ffmpeg', { ffmpeg: text });
-    else logger.debug('ffmpeg', { ffmpeg: text });
-  }, { maxLevel: AV_LOG_WARNING });
+  Log.setCallback(
+    (level, message) => {
+      const now = Date.now();
+      if (now - windowStart >= windowMs) {
+        if (suppressed) logger.warn('ffmpeg messages left out', { count: suppressed, window_ms: windowMs });
+        windowStart = now;
+        count = 0;
+        suppressed = 0;
+      }
+      if (++count > burst) {
+        suppressed++;
+        return;
+      }
+      const text = message.trim();
+      if (!text) return;
+      if (level <= AV_LOG_ERROR) logger.warn('ffmpeg', { ffmpeg: text });
+      else logger.debug('ffmpeg', { ffmpeg: text });
+    },
+    { maxLevel: AV_LOG_WARNING },
+  );
   return () => Log.resetCallback();
 }

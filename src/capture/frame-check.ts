@@ -74,9 +74,7 @@ export function parsePolicy(text: string, what = 'invalid frame policy', base: V
   for (const part of t.split(',')) {
     const [name, value, extra] = part.split('=').map((s) => s.trim());
     if (!FRAME_FLAGS.includes(name as FrameFlag) || !policies.includes(value) || extra !== undefined) {
-      throw new InvalidInputError(
-        `${what} "${text}": use drop, flag or off, or a list like corrupt=drop,black=flag,frozen=off`,
-      );
+      throw new InvalidInputError(`${what} "${text}": use drop, flag or off, or a list like corrupt=drop,black=flag,frozen=off`);
     }
     out[name as FrameFlag] = value as FlagPolicy;
   }

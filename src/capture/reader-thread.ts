@@ -44,7 +44,13 @@ export class ReaderThread {
     progress[PROGRESS.phaseSince] = Date.now();
     slot.session = { id, control, listener, released: false };
     slot.worker.ref();
-    const msg: StartSession = { type: 'start', id, options, control: control.buffer as SharedArrayBuffer, progress: progress.buffer as SharedArrayBuffer };
+    const msg: StartSession = {
+      type: 'start',
+      id,
+      options,
+      control: control.buffer as SharedArrayBuffer,
+      progress: progress.buffer as SharedArrayBuffer,
+    };
     slot.worker.postMessage(msg);
     return { id, control, progress };
   }
@@ -122,7 +128,8 @@ function startWorker(): Worker {
   const api = createRequire(self).resolve('tsx/esm/api');
   const tsx = pathToFileURL(api.replace(/\.cjs$/, '.mjs')).href;
   const entry = new URL('./camera-worker.ts', self).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })` +
+  const boot =
+    `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })` +
     '.catch((e) => setImmediate(() => { throw e; }));';
   return new Worker(boot, { eval: true, execArgv });
 }

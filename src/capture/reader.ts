@@ -211,8 +211,19 @@ export function runReader(o: ReaderOptions, hooks: ReaderHooks): void {
           }
         }
         hooks.onFrame({
-          jpeg, width, height, ptsMs: Math.round(ptsMs), capturedAt, decodeMs, encodeMs: performance.now() - started,
-          skipped, flags: verdict.flags, drop: verdict.drop, frozenForMs: verdict.frozenForMs, luma: verdict.luma, thumbnail,
+          jpeg,
+          width,
+          height,
+          ptsMs: Math.round(ptsMs),
+          capturedAt,
+          decodeMs,
+          encodeMs: performance.now() - started,
+          skipped,
+          flags: verdict.flags,
+          drop: verdict.drop,
+          frozenForMs: verdict.frozenForMs,
+          luma: verdict.luma,
+          thumbnail,
         });
         skipped = 0;
         decodeMs = 0;
@@ -221,10 +232,12 @@ export function runReader(o: ReaderOptions, hooks: ReaderHooks): void {
       session = undefined;
       if (!o.loop || o.kind !== 'file') {
         if (o.kind === 'rtsp') throw new SourceError(`Video source "${o.label}" ended`, { code: AVERROR_EOF, stage: 'read' });
-        if (frames === 0) throw new SourceError(`Video source "${o.label}" has no decodable video frames`, { stage: 'open', reason: 'not_video' });
+        if (frames === 0)
+          throw new SourceError(`Video source "${o.label}" has no decodable video frames`, { stage: 'open', reason: 'not_video' });
         return;
       }
-      if (frames === 0) throw new SourceError(`Video source "${o.label}" has no decodable video frames`, { stage: 'open', reason: 'not_video' });
+      if (frames === 0)
+        throw new SourceError(`Video source "${o.label}" has no decodable video frames`, { stage: 'open', reason: 'not_video' });
     }
   } finally {
     setPhase(PHASE.done);
@@ -298,13 +311,16 @@ class Session {
       const silence = o.rtspTimeoutMs;
       if (ret === AVERROR_INVALIDDATA && silence && performance.now() - started >= silence - 50) {
         throw new SourceTimeoutError(`Timed out after ${silence} ms opening video source "${o.label}"`, {
-          code: AVERROR_ETIMEDOUT, stage: 'open', cause: FFmpegError.fromCode(ret),
+          code: AVERROR_ETIMEDOUT,
+          stage: 'open',
+          cause: FFmpegError.fromCode(ret),
         });
       }
       throw sourceError(ret, `Cannot open video source "${o.label}"`, 'open');
     }
     this.streamIndex = this.fmt.findBestStream(AVMEDIA_TYPE_VIDEO);
-    if (this.streamIndex < 0) throw new SourceError(`Video source "${o.label}" has no video stream`, { stage: 'open', reason: 'not_video' });
+    if (this.streamIndex < 0)
+      throw new SourceError(`Video source "${o.label}" has no video stream`, { stage: 'open', reason: 'not_video' });
     for (const st of this.fmt.streams) {
       if (st.index !== this.streamIndex) st.discard = AVDISCARD_ALL;
     }
@@ -314,7 +330,10 @@ class Session {
     const stream = this.fmt.streams[this.streamIndex];
     const codec = Codec.findDecoder(stream.codecpar.codecId);
     if (!codec) {
-      throw new SourceError(`Video source "${this.o.label}": no decoder for codec id ${stream.codecpar.codecId}`, { stage: 'open', reason: 'not_video' });
+      throw new SourceError(`Video source "${this.o.label}": no decoder for codec id ${stream.codecpar.codecId}`, {
+        stage: 'open',
+        reason: 'not_video',
+      });
     }
     const dec = new CodecContext();
     this.dec = dec;
@@ -363,7 +382,10 @@ class Session {
       }
       if (ret === AVERROR_EAGAIN) {
         if (performance.now() - lastData > this.o.readTimeoutMs) {
-          throw new SourceTimeoutError(`Timed out after ${this.o.readTimeoutMs} ms reading video source "${this.o.label}"`, { code: AVERROR_ETIMEDOUT, stage: 'read' });
+          throw new SourceTimeoutError(`Timed out after ${this.o.readTimeoutMs} ms reading video source "${this.o.label}"`, {
+            code: AVERROR_ETIMEDOUT,
+            stage: 'read',
+          });
         }
         Atomics.wait(SLEEPER, 0, 0, 10);
         continue;
@@ -496,8 +518,14 @@ class Scaler {
       const sws = new SoftwareScaleContext();
       sws.allocContext();
       const opts: [string, number][] = [
-        ['srcw', src.width], ['srch', src.height], ['src_format', src.format], ['dstw', width], ['dsth', height],
-        ['dst_format', format], ['src_range', src.colorRange === AVCOL_RANGE_JPEG ? 1 : 0], ['dst_range', fullRange ? 1 : 0],
+        ['srcw', src.width],
+        ['srch', src.height],
+        ['src_format', src.format],
+        ['dstw', width],
+        ['dsth', height],
+        ['dst_format', format],
+        ['src_range', src.colorRange === AVCOL_RANGE_JPEG ? 1 : 0],
+        ['dst_range', fullRange ? 1 : 0],
         ['sws_flags', this.flags],
       ];
       for (const [name, value] of opts) FFmpegError.throwIfError(sws.setOption(name, value), `swscale option ${name}`);
@@ -530,7 +558,11 @@ class GrayScaler {
   private plane?: Buffer;
   private stride = 0;
 
-  constructor(private readonly w: number, private readonly h: number, flags: number) {
+  constructor(
+    private readonly w: number,
+    private readonly h: number,
+    flags: number,
+  ) {
     this.scaler = new Scaler(flags);
   }
 
@@ -542,7 +574,10 @@ class GrayScaler {
     this.stride = out.linesize[0];
     const { plane, stride, width, height } = this;
     return {
-      data: plane, width, height, stride,
+      data: plane,
+      width,
+      height,
+      stride,
       packed: () => {
         if (stride === width) return Uint8Array.from(plane.subarray(0, width * height));
         const p = new Uint8Array(width * height);
@@ -565,7 +600,10 @@ class JpegEncoder {
   private ctx?: CodecContext;
   private pts = 0n;
 
-  constructor(quality: number, private readonly maxWidth?: number) {
+  constructor(
+    quality: number,
+    private readonly maxWidth?: number,
+  ) {
     // Quality 1..100 onto mjpeg's qscale 31..2.
     const qscale = Math.round(2 + ((100 - quality) / 99) * 29);
     this.lambda = qscale * FF_QP2LAMBDA;

@@ -140,6 +140,13 @@ export function serializeError(err: unknown): SerializedError {
 }
 
 export function deserializeError(s: SerializedError): SourceError | SourceTimeoutError {
-  const opts: SourceErrorOptions = { code: s.code, stage: s.stage, reason: s.reason, cause: s.cause === undefined ? undefined : new Error(s.cause) };
-  return s.name === 'SourceTimeoutError' || s.name === 'TimeoutError' ? new SourceTimeoutError(s.message, opts) : new SourceError(s.message, opts);
+  const opts: SourceErrorOptions = {
+    code: s.code,
+    stage: s.stage,
+    reason: s.reason,
+    cause: s.cause === undefined ? undefined : new Error(s.cause),
+  };
+  return s.name === 'SourceTimeoutError' || s.name === 'TimeoutError'
+    ? new SourceTimeoutError(s.message, opts)
+    : new SourceError(s.message, opts);
 }

@@ -159,8 +159,19 @@ function resolveOptions(opts: VideoSourceOptions): Resolved {
 
   return {
     reader: {
-      url, kind, label, fps: opts.fps, quality, maxWidth: opts.maxWidth, thumbnailWidth, readTimeoutMs, rtspTimeoutMs,
-      demuxOptions, decoderThreads, loop: opts.loop ?? true, validation: { ...DEFAULT_VALIDATION, ...opts.validation },
+      url,
+      kind,
+      label,
+      fps: opts.fps,
+      quality,
+      maxWidth: opts.maxWidth,
+      thumbnailWidth,
+      readTimeoutMs,
+      rtspTimeoutMs,
+      demuxOptions,
+      decoderThreads,
+      loop: opts.loop ?? true,
+      validation: { ...DEFAULT_VALIDATION, ...opts.validation },
     },
     openTimeoutMs,
     readTimeoutMs,
@@ -209,7 +220,9 @@ class ThreadedSource {
     // does not even start (a fresh one loads node-av first) has this long.
     this.openTimer = setTimeout(() => {
       if (this.session.progress[PROGRESS.phase] === PHASE.starting) {
-        this.finish({ error: new SourceError(`Video source "${o.reader.label}": the reader thread did not start in ${THREAD_START_MS} ms`) });
+        this.finish({
+          error: new SourceError(`Video source "${o.reader.label}": the reader thread did not start in ${THREAD_START_MS} ms`),
+        });
       }
     }, THREAD_START_MS);
     this.watch = setInterval(() => this.check(), WATCH_EVERY_MS);
@@ -304,7 +317,10 @@ class ThreadedSource {
         const code = (dnsErr as NodeJS.ErrnoException).code;
         if (host && (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_FAIL')) {
           err = new SourceError(`Cannot open video source "${r.label}": host "${host}" not found`, {
-            code: err.code, stage: 'open', reason: 'host_not_found', cause: err,
+            code: err.code,
+            stage: 'open',
+            reason: 'host_not_found',
+            cause: err,
           });
         }
       }
@@ -328,7 +344,8 @@ class ThreadedSource {
     if (now - lastFrame > this.o.stallTimeoutMs) {
       this.finish({
         error: new SourceTimeoutError(`No frame decoded for ${this.o.stallTimeoutMs} ms from video source "${this.o.reader.label}"`, {
-          stage: 'read', reason: 'stalled',
+          stage: 'read',
+          reason: 'stalled',
         }),
       });
     }

@@ -68,7 +68,15 @@ const KEYS = Object.keys(CONFIG_KEYS) as ConfigKey[];
 /** As assertSchemaName in src/store/pg.ts. */
 const SCHEMA_NAME_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const BY_FILE_NAME = new Map<string, ConfigKey>(KEYS.flatMap((k) => [[k, k], [kebab(k), k]] as [string, ConfigKey][]));
+const BY_FILE_NAME = new Map<string, ConfigKey>(
+  KEYS.flatMap(
+    (k) =>
+      [
+        [k, k],
+        [kebab(k), k],
+      ] as [string, ConfigKey][],
+  ),
+);
 
 function readConfigFile(path: string, explicit: boolean): Record<string, unknown> | undefined {
   let text: string;
@@ -85,7 +93,8 @@ function readConfigFile(path: string, explicit: boolean): Record<string, unknown
     throw new InvalidInputError(`config file ${path}: not valid YAML (${(err as Error).message.split('\n')[0]})`, { cause: err });
   }
   if (doc == null) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new InvalidInputError(`config file ${path}: must be a mapping of keys to values`);
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new InvalidInputError(`config file ${path}: must be a mapping of keys to values`);
   return doc as Record<string, unknown>;
 }
 
@@ -148,7 +157,9 @@ export function loadConfig(input: LoadConfigInput = {}): LoadedConfig {
     }
     // The schema becomes an SQL identifier (search_path, CREATE SCHEMA): checked here so the error names the setting.
     if (key === 'dbSchema' && !SCHEMA_NAME_RE.test(String(config[key]))) {
-      throw new InvalidInputError(`${where()}: schema name ${redactValue(JSON.stringify(config[key]))} is invalid: use lowercase letters, digits and _ (not first), at most 63 characters`);
+      throw new InvalidInputError(
+        `${where()}: schema name ${redactValue(JSON.stringify(config[key]))} is invalid: use lowercase letters, digits and _ (not first), at most 63 characters`,
+      );
     }
   }
   if (sources.cameras === 'file' && Object.keys(cameraOptions).length) config.cameraOptions = cameraOptions;

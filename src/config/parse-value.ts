@@ -62,7 +62,11 @@ export function parseValue(name: string, spec: KeySpec, raw: unknown): unknown {
       throw bad('is not a boolean (true/false)');
     case 'list':
       if (Array.isArray(raw)) return raw.map((v) => String(v));
-      if (typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+      if (typeof raw === 'string')
+        return raw
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
       throw bad('must be a list');
     case 'prefix':
       if (typeof raw !== 'string' || !PREFIX_RE.test(raw)) throw bad('must be 1-64 characters of letters, digits, _ . : -');

@@ -11,7 +11,10 @@ export class InvalidInputError extends DetektrError {}
 
 /** A stream entry that does not decode into a valid message. */
 export class MalformedMessageError extends DetektrError {
-  constructor(message: string, readonly field?: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super(message);
   }
 }

@@ -21,10 +21,11 @@ export const BASIC_COMMANDS: Record<string, CommandSpec> = {
   },
   mget: {
     arity: -2,
-    handler: (ctx, a) => a.slice(1).map((k) => {
-      const v = ctx.db.lookup(k, ctx.now);
-      return v?.type === 'string' ? v.v : null;
-    }),
+    handler: (ctx, a) =>
+      a.slice(1).map((k) => {
+        const v = ctx.db.lookup(k, ctx.now);
+        return v?.type === 'string' ? v.v : null;
+      }),
   },
   mset: {
     arity: -3,
@@ -182,7 +183,10 @@ export const BASIC_COMMANDS: Record<string, CommandSpec> = {
       const [min, max] = [scoreBound(a[2]), scoreBound(a[3])];
       const z = ctx.db.get(a[1], 'zset', ctx.now);
       if (!z) return 0;
-      const gone = z.ordered().filter(([, s]) => inRange(s, min, max)).map(([m]) => m);
+      const gone = z
+        .ordered()
+        .filter(([, s]) => inRange(s, min, max))
+        .map(([m]) => m);
       for (const m of gone) z.delete(m);
       ctx.db.deleteIfEmpty(a[1], z.size);
       if (gone.length) ctx.db.onTouch(a[1]);
@@ -264,7 +268,10 @@ function incrBy(ctx: CommandContext, key: string, by: number): number {
 
 function expire(ctx: CommandContext, a: string[], unitMs: number, absolute = false): number {
   const n = parseInteger(a[2]);
-  let nx = false, xx = false, gt = false, lt = false;
+  let nx = false,
+    xx = false,
+    gt = false,
+    lt = false;
   for (const o of a.slice(3).map(upper)) {
     if (o === 'NX') nx = true;
     else if (o === 'XX') xx = true;
@@ -330,7 +337,12 @@ function hset(ctx: CommandContext, a: string[], _raw: Buffer[], name = 'hset'): 
 
 function zadd(ctx: CommandContext, a: string[]): Reply {
   let i = 2;
-  let nx = false, xx = false, gt = false, lt = false, ch = false, incr = false;
+  let nx = false,
+    xx = false,
+    gt = false,
+    lt = false,
+    ch = false,
+    incr = false;
   for (; i < a.length; i++) {
     const o = upper(a[i]);
     if (o === 'NX') nx = true;

@@ -52,7 +52,22 @@ function hello(ctx: CommandContext, a: string[]): Reply {
       else fail(`ERR Syntax error in HELLO option '${a[i]}'`);
     }
   }
-  return ['server', 'redis', 'version', ctx.server.version, 'proto', 2, 'id', ctx.client.id, 'mode', 'standalone', 'role', 'master', 'modules', []];
+  return [
+    'server',
+    'redis',
+    'version',
+    ctx.server.version,
+    'proto',
+    2,
+    'id',
+    ctx.client.id,
+    'mode',
+    'standalone',
+    'role',
+    'master',
+    'modules',
+    [],
+  ];
 }
 
 function checkName(name: string): string {
@@ -82,8 +97,14 @@ function client(ctx: CommandContext, a: string[]): Reply {
     case 'LIST':
     case 'INFO': {
       const now = Date.now();
-      const line = (c: typeof ctx.client) => `id=${c.id} addr=${c.addr} name=${c.name} age=${Math.floor((now - c.connectedAt) / 1000)} db=0 lib-name=${c.libName ?? ''} lib-ver=${c.libVer ?? ''}`;
-      return sub === 'INFO' ? `${line(ctx.client)}\n` : ctx.server.clients().map((c) => `${line(c)}\n`).join('');
+      const line = (c: typeof ctx.client) =>
+        `id=${c.id} addr=${c.addr} name=${c.name} age=${Math.floor((now - c.connectedAt) / 1000)} db=0 lib-name=${c.libName ?? ''} lib-ver=${c.libVer ?? ''}`;
+      return sub === 'INFO'
+        ? `${line(ctx.client)}\n`
+        : ctx.server
+            .clients()
+            .map((c) => `${line(c)}\n`)
+            .join('');
     }
     case 'NO-EVICT':
     case 'NO-TOUCH':
@@ -99,16 +120,19 @@ function info(ctx: CommandContext, sections: string[]): Reply {
   const all = want.size === 0 || want.has('all') || want.has('everything') || want.has('default');
   const mem = process.memoryUsage();
   const parts: [string, Record<string, string | number>][] = [
-    ['Server', {
-      redis_version: ctx.server.version,
-      redis_mode: 'standalone',
-      // not a Redis server: detektr's in-process one (src/embedded/resp-server.ts)
-      server_name: 'detektr-embedded',
-      os: `${process.platform} ${process.arch}`,
-      process_id: process.pid,
-      tcp_port: ctx.server.port,
-      uptime_in_seconds: Math.floor((ctx.now - ctx.server.startedAt) / 1000),
-    }],
+    [
+      'Server',
+      {
+        redis_version: ctx.server.version,
+        redis_mode: 'standalone',
+        // not a Redis server: detektr's in-process one (src/embedded/resp-server.ts)
+        server_name: 'detektr-embedded',
+        os: `${process.platform} ${process.arch}`,
+        process_id: process.pid,
+        tcp_port: ctx.server.port,
+        uptime_in_seconds: Math.floor((ctx.now - ctx.server.startedAt) / 1000),
+      },
+    ],
     ['Clients', { connected_clients: ctx.server.clients().length }],
     ['Memory', { used_memory: mem.heapUsed, used_memory_rss: mem.rss }],
     ['Persistence', { loading: 0 }],
@@ -118,7 +142,9 @@ function info(ctx: CommandContext, sections: string[]): Reply {
   let out = '';
   for (const [name, fields] of parts) {
     if (!all && !want.has(name.toLowerCase())) continue;
-    out += `# ${name}\r\n${Object.entries(fields).map(([k, v]) => `${k}:${v}\r\n`).join('')}\r\n`;
+    out += `# ${name}\r\n${Object.entries(fields)
+      .map(([k, v]) => `${k}:${v}\r\n`)
+      .join('')}\r\n`;
   }
   return out;
 }

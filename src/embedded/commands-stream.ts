@@ -1,10 +1,17 @@
 import { Block, fail, parseInteger, SYNTAX, upper, wrongArity, type CommandContext, type CommandSpec } from './command.js';
 import { NULL_ARRAY, OK, type Reply } from './resp.js';
+import { dropNack, INVALID_ENTRIES_READ, lookupConsumer, lookupOrCreateConsumer, Stream, type Group, type StreamEntry } from './stream.js';
 import {
-  dropNack, INVALID_ENTRIES_READ, lookupConsumer, lookupOrCreateConsumer, Stream, type Group, type StreamEntry,
-} from './stream.js';
-import {
-  formatId, idMs, idSeq, INVALID_ID, makeId, MAX_ID, parseId, parseRangeBound, tryParseStrictId, type StreamId,
+  formatId,
+  idMs,
+  idSeq,
+  INVALID_ID,
+  makeId,
+  MAX_ID,
+  parseId,
+  parseRangeBound,
+  tryParseStrictId,
+  type StreamId,
 } from './stream-id.js';
 
 /**
@@ -29,7 +36,8 @@ export const STREAM_COMMANDS: Record<string, CommandSpec> = {
   xinfo: { arity: -2, handler: xinfo },
 };
 
-const REQUIRES_KEY = 'ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.';
+const REQUIRES_KEY =
+  'ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.';
 
 function entryReply(e: StreamEntry): Reply {
   return [formatId(e.id), e.fields];
@@ -240,7 +248,9 @@ function xread(ctx: CommandContext, a: string[], isGroup: boolean): Reply | Bloc
       }
       if (raw === '>') return '>';
       if (raw === '$') {
-        fail('ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.');
+        fail(
+          'ERR The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.',
+        );
       }
       return parseId(raw);
     }
@@ -327,7 +337,8 @@ function xgroup(ctx: CommandContext, a: string[]): Reply {
   const wants = (min: number, max: number) => {
     if (a.length < min || a.length > max) fail(`ERR wrong number of arguments for 'xgroup|${a[1].toLowerCase()}' command`);
   };
-  if (sub === 'HELP') return ['XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are: CREATE, CREATECONSUMER, DELCONSUMER, DESTROY, SETID, HELP'];
+  if (sub === 'HELP')
+    return ['XGROUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are: CREATE, CREATECONSUMER, DELCONSUMER, DESTROY, SETID, HELP'];
   if (sub === 'CREATE') wants(5, 8);
   else if (sub === 'SETID') wants(5, 7);
   else if (sub === 'DESTROY') wants(4, 4);
@@ -407,7 +418,9 @@ function xpending(ctx: CommandContext, a: string[]): Reply {
     }
     if (a.length - i < 3 || a.length - i > 4) fail(SYNTAX);
   }
-  let start = 0n, end = MAX_ID, count = 0;
+  let start = 0n,
+    end = MAX_ID,
+    count = 0;
   let consumerName: string | undefined;
   if (extended) {
     start = parseRangeBound(a[i], true);
@@ -549,19 +562,26 @@ function xinfo(ctx: CommandContext, a: string[]): Reply {
   if (sub === 'HELP') return ['XINFO <subcommand> [<arg> [value] [opt] ...]. Subcommands are: CONSUMERS, GROUPS, STREAM, HELP'];
   const need = sub === 'CONSUMERS' ? 4 : sub === 'GROUPS' ? 3 : sub === 'STREAM' ? 3 : 0;
   if (!need) fail(`ERR unknown subcommand '${a[1]}'. Try XINFO HELP.`);
-  if (a.length < need || (sub !== 'STREAM' && a.length > need)) fail(`ERR wrong number of arguments for 'xinfo|${a[1].toLowerCase()}' command`);
+  if (a.length < need || (sub !== 'STREAM' && a.length > need))
+    fail(`ERR wrong number of arguments for 'xinfo|${a[1].toLowerCase()}' command`);
   const key = a[2];
   const s = stream(ctx, key);
   if (!s) fail('ERR no such key');
   const byName = <T extends { name: string }>(xs: Iterable<T>) => [...xs].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   if (sub === 'GROUPS') {
     return byName(s.groups.values()).map((g) => [
-      'name', g.name,
-      'consumers', g.consumers.size,
-      'pending', g.pel.size,
-      'last-delivered-id', formatId(g.lastId),
-      'entries-read', g.entriesRead === INVALID_ENTRIES_READ ? null : g.entriesRead,
-      'lag', s.lag(g),
+      'name',
+      g.name,
+      'consumers',
+      g.consumers.size,
+      'pending',
+      g.pel.size,
+      'last-delivered-id',
+      formatId(g.lastId),
+      'entries-read',
+      g.entriesRead === INVALID_ENTRIES_READ ? null : g.entriesRead,
+      'lag',
+      s.lag(g),
     ]);
   }
   if (sub === 'CONSUMERS') {
@@ -573,15 +593,25 @@ function xinfo(ctx: CommandContext, a: string[]): Reply {
   const first = s.firstEntry();
   const last = s.lastEntry();
   return [
-    'length', s.length,
-    'radix-tree-keys', s.length ? Math.ceil(s.length / 100) : 0,
-    'radix-tree-nodes', s.length ? Math.ceil(s.length / 100) + 1 : 1,
-    'last-generated-id', formatId(s.lastId),
-    'max-deleted-entry-id', formatId(s.maxDeletedId),
-    'entries-added', s.entriesAdded,
-    'recorded-first-entry-id', formatId(s.firstId),
-    'groups', s.groups.size,
-    'first-entry', first ? entryReply(first) : null,
-    'last-entry', last ? entryReply(last) : null,
+    'length',
+    s.length,
+    'radix-tree-keys',
+    s.length ? Math.ceil(s.length / 100) : 0,
+    'radix-tree-nodes',
+    s.length ? Math.ceil(s.length / 100) + 1 : 1,
+    'last-generated-id',
+    formatId(s.lastId),
+    'max-deleted-entry-id',
+    formatId(s.maxDeletedId),
+    'entries-added',
+    s.entriesAdded,
+    'recorded-first-entry-id',
+    formatId(s.firstId),
+    'groups',
+    s.groups.size,
+    'first-entry',
+    first ? entryReply(first) : null,
+    'last-entry',
+    last ? entryReply(last) : null,
   ];
 }

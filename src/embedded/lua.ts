@@ -51,38 +51,42 @@ export function createScripting(): Scripting {
   run(PRELUDE, '=prelude');
 
   // --- redis.* ---
-  const callCommand = (raise: boolean) => (Ls: LuaState): number => {
-    const n = lua.lua_gettop(Ls);
-    if (n === 0) return raiseError(Ls, 'ERR Please specify at least one argument for this redis lib call');
-    const args: Buffer[] = [];
-    for (let i = 1; i <= n; i++) {
-      const t = lua.lua_type(Ls, i);
-      if (t === lua.LUA_TNUMBER) args.push(bytes(numberArg(Ls, i)));
-      else if (t === lua.LUA_TSTRING) args.push(Buffer.from(lua.lua_tolstring(Ls, i)!));
-      else return raiseError(Ls, 'ERR Lua redis lib command arguments must be strings or integers');
-    }
-    const ctx = current!;
-    const reply = ctx.server.call(args, ctx.client);
-    if (reply instanceof ErrorReply && raise) {
+  const callCommand =
+    (raise: boolean) =>
+    (Ls: LuaState): number => {
+      const n = lua.lua_gettop(Ls);
+      if (n === 0) return raiseError(Ls, 'ERR Please specify at least one argument for this redis lib call');
+      const args: Buffer[] = [];
+      for (let i = 1; i <= n; i++) {
+        const t = lua.lua_type(Ls, i);
+        if (t === lua.LUA_TNUMBER) args.push(bytes(numberArg(Ls, i)));
+        else if (t === lua.LUA_TSTRING) args.push(Buffer.from(lua.lua_tolstring(Ls, i)!));
+        else return raiseError(Ls, 'ERR Lua redis lib command arguments must be strings or integers');
+      }
+      const ctx = current!;
+      const reply = ctx.server.call(args, ctx.client);
+      if (reply instanceof ErrorReply && raise) {
+        pushReply(Ls, reply);
+        return lua.lua_error(Ls);
+      }
       pushReply(Ls, reply);
-      return lua.lua_error(Ls);
-    }
-    pushReply(Ls, reply);
-    return 1;
-  };
+      return 1;
+    };
   const raiseError = (Ls: LuaState, message: string): never => {
     lua.lua_createtable(Ls, 0, 1);
     lua.lua_pushstring(Ls, bytes(message));
     lua.lua_setfield(Ls, -2, 'err');
     return lua.lua_error(Ls);
   };
-  const replyTable = (field: 'ok' | 'err') => (Ls: LuaState): number => {
-    const s = lua.lua_tolstring(Ls, 1);
-    lua.lua_createtable(Ls, 0, 1);
-    lua.lua_pushstring(Ls, s ?? bytes(''));
-    lua.lua_setfield(Ls, -2, field);
-    return 1;
-  };
+  const replyTable =
+    (field: 'ok' | 'err') =>
+    (Ls: LuaState): number => {
+      const s = lua.lua_tolstring(Ls, 1);
+      lua.lua_createtable(Ls, 0, 1);
+      lua.lua_pushstring(Ls, s ?? bytes(''));
+      lua.lua_setfield(Ls, -2, field);
+      return 1;
+    };
   lua.lua_createtable(L, 0, 16);
   const fn = (name: string, f: (Ls: LuaState) => number) => {
     lua.lua_pushcfunction(L, f);
@@ -93,14 +97,31 @@ export function createScripting(): Scripting {
   fn('status_reply', replyTable('ok'));
   fn('error_reply', replyTable('err'));
   fn('sha1hex', (Ls) => {
-    lua.lua_pushstring(Ls, bytes(createHash('sha1').update(Buffer.from(lua.lua_tolstring(Ls, 1) ?? new Uint8Array())).digest('hex')));
+    lua.lua_pushstring(
+      Ls,
+      bytes(
+        createHash('sha1')
+          .update(Buffer.from(lua.lua_tolstring(Ls, 1) ?? new Uint8Array()))
+          .digest('hex'),
+      ),
+    );
     return 1;
   });
   fn('log', () => 0);
   fn('setresp', (Ls) => (lua.lua_tointeger(Ls, 1) === 2 ? 0 : raiseError(Ls, 'ERR RESP version must be 2 in the embedded server')));
   fn('set_repl', () => 0);
   fn('replicate_commands', (Ls) => (lua.lua_pushboolean(Ls, true), 1));
-  for (const [k, v] of Object.entries({ LOG_DEBUG: 0, LOG_VERBOSE: 1, LOG_NOTICE: 2, LOG_WARNING: 3, REPL_NONE: 0, REPL_AOF: 1, REPL_SLAVE: 2, REPL_REPLICA: 2, REPL_ALL: 3 })) {
+  for (const [k, v] of Object.entries({
+    LOG_DEBUG: 0,
+    LOG_VERBOSE: 1,
+    LOG_NOTICE: 2,
+    LOG_WARNING: 3,
+    REPL_NONE: 0,
+    REPL_AOF: 1,
+    REPL_SLAVE: 2,
+    REPL_REPLICA: 2,
+    REPL_ALL: 3,
+  })) {
     lua.lua_pushinteger(L, v);
     lua.lua_setfield(L, -2, k);
   }
@@ -150,9 +171,14 @@ export function createScripting(): Scripting {
     setArray(L, 'ARGV', args);
     current = ctx;
     deadline = Date.now() + MAX_SCRIPT_MS;
-    lua.lua_sethook(L, (Ls) => {
-      if (Date.now() > deadline) lauxlib.luaL_error(Ls, `script ran over ${MAX_SCRIPT_MS} ms in the embedded server`);
-    }, lua.LUA_MASKCOUNT, 10_000);
+    lua.lua_sethook(
+      L,
+      (Ls) => {
+        if (Date.now() > deadline) lauxlib.luaL_error(Ls, `script ran over ${MAX_SCRIPT_MS} ms in the embedded server`);
+      },
+      lua.LUA_MASKCOUNT,
+      10_000,
+    );
     const top = lua.lua_gettop(L);
     try {
       lua.lua_rawgeti(L, lua.LUA_REGISTRYINDEX, ref);
@@ -300,11 +326,13 @@ function toJson(L: LuaState, idx: number, depth: number): unknown {
   lua.lua_pushnil(L);
   while (lua.lua_next(L, abs) !== 0) {
     const kt = lua.lua_type(L, -2);
-    const key = kt === lua.LUA_TNUMBER ? lua.lua_tonumber(L, -2) : Buffer.from(lua.lua_tolstring(L, -2) ?? new Uint8Array()).toString('utf8');
+    const key =
+      kt === lua.LUA_TNUMBER ? lua.lua_tonumber(L, -2) : Buffer.from(lua.lua_tolstring(L, -2) ?? new Uint8Array()).toString('utf8');
     entries.push([key, toJson(L, -1, depth + 1)]);
     lua.lua_pop(L, 1);
   }
-  const isArray = entries.length > 0 && entries.every(([k]) => typeof k === 'number' && Number.isInteger(k) && k >= 1 && k <= entries.length);
+  const isArray =
+    entries.length > 0 && entries.every(([k]) => typeof k === 'number' && Number.isInteger(k) && k >= 1 && k <= entries.length);
   if (isArray) {
     const arr = new Array<unknown>(entries.length);
     for (const [k, v] of entries) arr[(k as number) - 1] = v;

@@ -103,12 +103,14 @@ class SessionScheduler {
         if (!startup) await this.applySettings(item.handlerId);
       }
       let bytes = 0;
-      await this.db.runExclusive(() => this.db.execProtocolRawStream(msg, {
-        onRawData: (d) => {
-          bytes += d.length;
-          item.onData(d);
-        },
-      }));
+      await this.db.runExclusive(() =>
+        this.db.execProtocolRawStream(msg, {
+          onRawData: (d) => {
+            bytes += d.length;
+            item.onData(d);
+          },
+        }),
+      );
       // A Sync, a simple Query, a startup or a Terminate ends a request: if that left the
       // backend outside a transaction block, another connection may have the session.
       const type = msg[0];
@@ -216,7 +218,9 @@ function acquireLock(dir: string): () => void {
         // unreadable (being written): treat as held briefly
       }
       if (pid !== undefined && pid !== process.pid && isAlive(pid)) {
-        throw new ConnectionError(`the embedded PostgreSQL data in ${dir} is in use by process ${pid} (one process at a time; stop it, or connect to it through its run.json)`);
+        throw new ConnectionError(
+          `the embedded PostgreSQL data in ${dir} is in use by process ${pid} (one process at a time; stop it, or connect to it through its run.json)`,
+        );
       }
       try {
         unlinkSync(path);

@@ -77,7 +77,14 @@ export class EmbeddedRedis {
 
   /** Command names this server answers (lower case). */
   commandNames(): string[] {
-    return [...this.commands.keys(), 'multi', 'exec', 'discard', 'quit', ...(this.opts.scripting ? ['eval', 'evalsha', 'script'] : [])].sort();
+    return [
+      ...this.commands.keys(),
+      'multi',
+      'exec',
+      'discard',
+      'quit',
+      ...(this.opts.scripting ? ['eval', 'evalsha', 'script'] : []),
+    ].sort();
   }
 
   async start(): Promise<string> {
@@ -228,7 +235,10 @@ export class EmbeddedRedis {
   private lookup(name: string, raw: Buffer[]): CommandSpec | ErrorReply {
     const spec = this.commands.get(name) ?? this.scriptCommand(name);
     if (!spec) {
-      const args = raw.slice(1, 20).map((b) => `'${b.toString('latin1').slice(0, 128)}' `).join('');
+      const args = raw
+        .slice(1, 20)
+        .map((b) => `'${b.toString('latin1').slice(0, 128)}' `)
+        .join('');
       return new ErrorReply(`ERR unknown command '${raw[0].toString('latin1').slice(0, 128)}', with args beginning with: ${args}`);
     }
     if ((spec.arity > 0 && raw.length !== spec.arity) || raw.length < Math.abs(spec.arity)) return new ErrorReply(wrongArity(name));
@@ -244,11 +254,17 @@ export class EmbeddedRedis {
     if (spec instanceof ErrorReply) {
       if (!opts.fromScript) return spec;
       if (spec.message.startsWith('ERR unknown command')) return new ErrorReply('ERR Unknown Redis command called from script');
-      if (spec.message.startsWith('ERR wrong number of arguments')) return new ErrorReply('ERR Wrong number of args calling Redis command from script');
+      if (spec.message.startsWith('ERR wrong number of arguments'))
+        return new ErrorReply('ERR Wrong number of args calling Redis command from script');
       return spec;
     }
     if (opts.fromScript && spec.noScript) return new ErrorReply('ERR This Redis command is not allowed from script');
-    return this.invoke(ctx, spec, raw.map((b) => b.toString('latin1')), raw);
+    return this.invoke(
+      ctx,
+      spec,
+      raw.map((b) => b.toString('latin1')),
+      raw,
+    );
   }
 
   private invoke(ctx: CommandContext, spec: CommandSpec, args: string[], raw: Buffer[]): Reply | Block {
@@ -268,12 +284,26 @@ export class EmbeddedRedis {
     if (!s) return undefined;
     const keysAndArgs = (a: string[]) => {
       const n = Number(a[2]);
-      if (!/^-?\d+$/.test(a[2]) || n < 0) throw new CommandError('ERR Number of keys can\'t be negative');
-      if (n > a.length - 3) throw new CommandError('ERR Number of keys can\'t be greater than number of args');
+      if (!/^-?\d+$/.test(a[2]) || n < 0) throw new CommandError("ERR Number of keys can't be negative");
+      if (n > a.length - 3) throw new CommandError("ERR Number of keys can't be greater than number of args");
       return { keys: a.slice(3, 3 + n), args: a.slice(3 + n) };
     };
-    if (name === 'eval') return { arity: -3, handler: (ctx, a) => { const k = keysAndArgs(a); return s.eval(ctx, a[1], k.keys, k.args); } };
-    if (name === 'evalsha') return { arity: -3, handler: (ctx, a) => { const k = keysAndArgs(a); return s.evalsha(ctx, a[1].toLowerCase(), k.keys, k.args); } };
+    if (name === 'eval')
+      return {
+        arity: -3,
+        handler: (ctx, a) => {
+          const k = keysAndArgs(a);
+          return s.eval(ctx, a[1], k.keys, k.args);
+        },
+      };
+    if (name === 'evalsha')
+      return {
+        arity: -3,
+        handler: (ctx, a) => {
+          const k = keysAndArgs(a);
+          return s.evalsha(ctx, a[1].toLowerCase(), k.keys, k.args);
+        },
+      };
     if (name === 'script') {
       return {
         arity: -2,

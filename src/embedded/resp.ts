@@ -114,7 +114,10 @@ function parseInline(buf: Buffer, pos: number): { args: Buffer[]; end: number } 
     return undefined;
   }
   const line = buf.toString('latin1', pos, nl).replace(/\r$/, '');
-  const args = line.split(/\s+/).filter(Boolean).map((s) => Buffer.from(s, 'latin1'));
+  const args = line
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((s) => Buffer.from(s, 'latin1'));
   return { args, end: nl + 1 };
 }
 

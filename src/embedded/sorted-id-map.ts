@@ -29,7 +29,8 @@ export class SortedIdMap<V> {
       if (n === 0 || this.keys[n - 1] < id) this.keys.push(id);
       else {
         const i = this.lowerBound(id);
-        if (this.keys[i] === id) this.dead--; // a dead slot comes back to life
+        if (this.keys[i] === id)
+          this.dead--; // a dead slot comes back to life
         else this.keys.splice(i, 0, id);
       }
     }

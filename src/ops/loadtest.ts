@@ -76,7 +76,13 @@ export interface LoadtestReport {
 
 const pct = (n: number, of: number) => (of === 0 ? 0 : (100 * n) / of);
 
-interface Counts { completed: number; failed: number; dropped: number; captured: number; other: number }
+interface Counts {
+  completed: number;
+  failed: number;
+  dropped: number;
+  captured: number;
+  other: number;
+}
 
 async function stateCounts(pool: pg.Pool, cameras: string[], since: Date): Promise<Counts> {
   const { rows } = await pool.query<{ state: string; n: number }>(
@@ -115,7 +121,17 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   const report = async () => {
     counts = await stateCounts(o.pool, cameras, since);
     captureLag = (await groupLag(o.redis, o.keys.captured)).find((g) => g.group === GROUPS.buffer)?.lag ?? null;
-    o.onProgress?.({ elapsedMs: performance.now() - started, phase, sent, sendErrors, completed: counts.completed, failed: counts.failed, dropped: counts.dropped, inFlight: sent - counts.completed - counts.failed - counts.dropped, captureLag });
+    o.onProgress?.({
+      elapsedMs: performance.now() - started,
+      phase,
+      sent,
+      sendErrors,
+      completed: counts.completed,
+      failed: counts.failed,
+      dropped: counts.dropped,
+      inFlight: sent - counts.completed - counts.failed - counts.dropped,
+      captureLag,
+    });
   };
   const progress = setInterval(() => void report().catch(() => undefined), 1000);
   const inflight = new Set<Promise<void>>();
@@ -126,8 +142,20 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       // Publishing is not awaited one by one, so a slow round trip does not lower the rate;
       // at most 64 publishes are in flight.
-      const p = publishFrame(deps, { cameraId: cameras[k % cameras.length], jpeg: payload, ...SYNTHETIC_JPEG_SIZE, data: { loadtest: runId } })
-        .then(() => { sent++; }, () => { sendErrors++; })
+      const p = publishFrame(deps, {
+        cameraId: cameras[k % cameras.length],
+        jpeg: payload,
+        ...SYNTHETIC_JPEG_SIZE,
+        data: { loadtest: runId },
+      })
+        .then(
+          () => {
+            sent++;
+          },
+          () => {
+            sendErrors++;
+          },
+        )
         .finally(() => inflight.delete(p));
       inflight.add(p);
       if (inflight.size >= 64) await Promise.race(inflight);
@@ -153,7 +181,15 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   }
 }
 
-async function buildReport(o: LoadtestOptions, runId: string, cameras: string[], since: Date, sent: number, sendErrors: number, sendMs: number): Promise<LoadtestReport> {
+async function buildReport(
+  o: LoadtestOptions,
+  runId: string,
+  cameras: string[],
+  since: Date,
+  sent: number,
+  sendErrors: number,
+  sendMs: number,
+): Promise<LoadtestReport> {
   const counts = await stateCounts(o.pool, cameras, since);
   const dropped = await o.pool.query<{ reason: string; n: number }>(
     "SELECT coalesce(dropped_reason, 'unknown') AS reason, count(*)::int AS n FROM frame_metadata WHERE camera_id = ANY($1) AND captured_at >= $2 AND state = 'dropped' GROUP BY 1",
@@ -185,15 +221,34 @@ async function buildReport(o: LoadtestOptions, runId: string, cameras: string[],
   const completeness = pct(complete.rows[0].n, sent);
   const g = o.gates;
   const gates: GateResult[] = [
-    { gate: 'loss %', value: pct(unaccounted + sendErrors, sent + sendErrors), threshold: g.maxLossPct, pass: pct(unaccounted + sendErrors, sent + sendErrors) < g.maxLossPct || (unaccounted + sendErrors === 0) },
+    {
+      gate: 'loss %',
+      value: pct(unaccounted + sendErrors, sent + sendErrors),
+      threshold: g.maxLossPct,
+      pass: pct(unaccounted + sendErrors, sent + sendErrors) < g.maxLossPct || unaccounted + sendErrors === 0,
+    },
     { gate: 'failed %', value: pct(counts.failed, sent), threshold: g.maxFailedPct, pass: pct(counts.failed, sent) <= g.maxFailedPct },
-    { gate: 'journey completeness %', value: completeness, threshold: g.minCompletenessPct, pass: completeness > g.minCompletenessPct || (sent > 0 && completeness === 100) },
-    { gate: 'latency p95 ms', value: l.p95 === null ? Infinity : Number(l.p95), threshold: g.maxP95Ms, pass: l.p95 !== null && Number(l.p95) < g.maxP95Ms },
+    {
+      gate: 'journey completeness %',
+      value: completeness,
+      threshold: g.minCompletenessPct,
+      pass: completeness > g.minCompletenessPct || (sent > 0 && completeness === 100),
+    },
+    {
+      gate: 'latency p95 ms',
+      value: l.p95 === null ? Infinity : Number(l.p95),
+      threshold: g.maxP95Ms,
+      pass: l.p95 !== null && Number(l.p95) < g.maxP95Ms,
+    },
   ].map((x) => ({ ...x, value: Math.round(x.value * 100) / 100 }));
   return {
     runId,
     config: { fps: o.fps, cameras: o.cameras, durationMs: o.durationMs, payloadBytes: o.payloadBytes },
-    sent, sendErrors, completed: counts.completed, failed: counts.failed, dropped: counts.dropped,
+    sent,
+    sendErrors,
+    completed: counts.completed,
+    failed: counts.failed,
+    dropped: counts.dropped,
     droppedByReason: Object.fromEntries(dropped.rows.map((r) => [r.reason, r.n])),
     unaccounted,
     throughputFps: Math.round((counts.completed / (sendMs / 1000)) * 10) / 10,

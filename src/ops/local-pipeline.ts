@@ -28,22 +28,56 @@ export function localPipeline(ctx: WorkerContext, opts: LocalPipelineOptions): W
   const { config, keys, tracer, metrics, logger } = ctx;
   const common = { keys, tracer, metrics, blockMs: config.blockTime, claimIdleMs: config.claimIdle, maxDeliveries: config.maxDeliveries };
   const capture = new CaptureService({
-    redis: ctx.redis('capture'), keys, tracer, metrics, logger: logger.child({ service: 'capture' }), cameras: opts.cameras,
-    fps: config.fps, jpegQuality: config.jpegQuality, payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen, maxFrames: opts.maxFrames,
+    redis: ctx.redis('capture'),
+    keys,
+    tracer,
+    metrics,
+    logger: logger.child({ service: 'capture' }),
+    cameras: opts.cameras,
+    fps: config.fps,
+    jpegQuality: config.jpegQuality,
+    payloadTtlMs: config.payloadTtl,
+    streamMaxLen: config.streamMaxLen,
+    maxFrames: opts.maxFrames,
   });
   const buffer = new BufferService({
-    ...common, redis: ctx.redis('buffer'), blocking: ctx.blockingRedis('buffer'), logger: logger.child({ service: 'buffer' }),
-    processorTtlMs: config.processorTtl, streamMaxLen: config.streamMaxLen, batchSize: config.batchSize,
-    strategy: config.strategy, shedPolicy: config.shedPolicy, pressureHigh: config.pressureHigh, pressureCritical: config.pressureCritical,
-    starvationLimit: config.starvationLimit, breakerFailures: config.breakerFailures, breakerCooldownMs: config.breakerCooldown,
+    ...common,
+    redis: ctx.redis('buffer'),
+    blocking: ctx.blockingRedis('buffer'),
+    logger: logger.child({ service: 'buffer' }),
+    processorTtlMs: config.processorTtl,
+    streamMaxLen: config.streamMaxLen,
+    batchSize: config.batchSize,
+    strategy: config.strategy,
+    shedPolicy: config.shedPolicy,
+    pressureHigh: config.pressureHigh,
+    pressureCritical: config.pressureCritical,
+    starvationLimit: config.starvationLimit,
+    breakerFailures: config.breakerFailures,
+    breakerCooldownMs: config.breakerCooldown,
   });
-  const runtimes = opts.processors.map((processor) => new ProcessorRuntime({
-    ...common, processor, id: processor.name, redis: ctx.redis(`process:${processor.name}`), blocking: ctx.blockingRedis(`process:${processor.name}`),
-    logger: logger.child({ service: 'process', processor_id: processor.name }), concurrency: 2, frameTimeoutMs: 30_000,
-    heartbeatMs: config.heartbeatInterval, processorTtlMs: config.processorTtl, streamMaxLen: config.streamMaxLen,
-  }));
+  const runtimes = opts.processors.map(
+    (processor) =>
+      new ProcessorRuntime({
+        ...common,
+        processor,
+        id: processor.name,
+        redis: ctx.redis(`process:${processor.name}`),
+        blocking: ctx.blockingRedis(`process:${processor.name}`),
+        logger: logger.child({ service: 'process', processor_id: processor.name }),
+        concurrency: 2,
+        frameTimeoutMs: 30_000,
+        heartbeatMs: config.heartbeatInterval,
+        processorTtlMs: config.processorTtl,
+        streamMaxLen: config.streamMaxLen,
+      }),
+  );
   const store = new StoreService({
-    ...common, redis: ctx.redis('store'), blocking: ctx.blockingRedis('store'), pool: opts.pool, logger: logger.child({ service: 'store' }),
+    ...common,
+    redis: ctx.redis('store'),
+    blocking: ctx.blockingRedis('store'),
+    pool: opts.pool,
+    logger: logger.child({ service: 'store' }),
     batchSize: Math.max(config.batchSize, 500),
   });
   const consumers = [buffer, ...runtimes, store];
@@ -79,6 +113,9 @@ export function localPipeline(ctx: WorkerContext, opts: LocalPipelineOptions): W
       await Promise.all(running);
     },
     close,
-    readiness: () => ({ ready: [...capture.status.values()].some((s) => s.online), checks: Object.fromEntries([...capture.status.values()].map((s) => [`camera:${s.id}`, s.online ? 'online' : 'offline'])) }),
+    readiness: () => ({
+      ready: [...capture.status.values()].some((s) => s.online),
+      checks: Object.fromEntries([...capture.status.values()].map((s) => [`camera:${s.id}`, s.online ? 'online' : 'offline'])),
+    }),
   };
 }

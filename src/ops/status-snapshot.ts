@@ -50,7 +50,8 @@ export async function statusSnapshot(o: { redis: Redis; pool: pg.Pool; keys: Red
     safe('registry', () => registry.live(now), []),
   ]);
   const heartbeats = new Map<string, number>();
-  for (let i = 0; i < scores.length; i += 2) if (now - Number(scores[i + 1]) < 10 * o.processorTtlMs) heartbeats.set(scores[i], Number(scores[i + 1]));
+  for (let i = 0; i < scores.length; i += 2)
+    if (now - Number(scores[i + 1]) < 10 * o.processorTtlMs) heartbeats.set(scores[i], Number(scores[i + 1]));
   const ids = [...heartbeats.keys()];
   const streams = [o.keys.captured, ...ids.map((id) => o.keys.ready(id)), o.keys.events];
   const queues = (await Promise.all(streams.map((s) => safe(`stream ${s}`, () => groupLag(o.redis, s), [])))).flat();
@@ -58,19 +59,38 @@ export async function statusSnapshot(o: { redis: Redis; pool: pg.Pool; keys: Red
     const info = live.find((p) => p.id === id);
     const q = queues.filter((g) => g.stream === o.keys.ready(id));
     return {
-      id, capabilities: info?.capabilities ?? [], capacity: info?.capacity ?? 0, live: Boolean(info),
+      id,
+      capabilities: info?.capabilities ?? [],
+      capacity: info?.capacity ?? 0,
+      live: Boolean(info),
       heartbeatAgeMs: now - heartbeats.get(id)!,
       queued: q.reduce((n, g) => n + (g.lag ?? 0) + g.pending, 0),
     };
   });
   const deadLetter = await safe('dead-letter', () => o.redis.xlen(o.keys.deadLetter), 0);
-  const cameras = await safe('cameras', async () => (await o.pool.query<{ camera_id: string; last: Date; recent: number }>(
-    `SELECT camera_id, max(captured_at) AS last, count(*) FILTER (WHERE captured_at > now() - interval '10 seconds')::int AS recent
+  const cameras = await safe(
+    'cameras',
+    async () =>
+      (
+        await o.pool.query<{ camera_id: string; last: Date; recent: number }>(
+          `SELECT camera_id, max(captured_at) AS last, count(*) FILTER (WHERE captured_at > now() - interval '10 seconds')::int AS recent
        FROM frame_metadata WHERE captured_at > now() - interval '1 hour' GROUP BY camera_id ORDER BY camera_id`,
-  )).rows.map((r) => ({ cameraId: r.camera_id, fps: r.recent / 10, lastFrameAgeMs: now - r.last.getTime() })), [] as CameraRow[]);
-  const recentDrops = await safe('drops', async () => Object.fromEntries((await o.pool.query<{ reason: string; n: number }>(
-    `SELECT coalesce(dropped_reason, 'unknown') AS reason, count(*)::int AS n FROM frame_metadata
+        )
+      ).rows.map((r) => ({ cameraId: r.camera_id, fps: r.recent / 10, lastFrameAgeMs: now - r.last.getTime() })),
+    [] as CameraRow[],
+  );
+  const recentDrops = await safe(
+    'drops',
+    async () =>
+      Object.fromEntries(
+        (
+          await o.pool.query<{ reason: string; n: number }>(
+            `SELECT coalesce(dropped_reason, 'unknown') AS reason, count(*)::int AS n FROM frame_metadata
       WHERE captured_at > now() - interval '5 minutes' AND state = 'dropped' GROUP BY 1`,
-  )).rows.map((r) => [r.reason, r.n])), {} as Record<string, number>);
+          )
+        ).rows.map((r) => [r.reason, r.n]),
+      ),
+    {} as Record<string, number>,
+  );
   return { at: new Date(now).toISOString(), cameras, queues, processors, deadLetter, recentDrops, errors };
 }

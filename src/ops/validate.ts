@@ -43,7 +43,8 @@ export interface ValidateReport {
 }
 
 const worst = (statuses: CheckStatus[]): CheckStatus => (statuses.includes('fail') ? 'fail' : statuses.includes('warn') ? 'warn' : 'ok');
-const ago = (ms: number) => (ms < 1000 ? `${Math.round(ms)} ms` : ms < 120_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60_000)} min`);
+const ago = (ms: number) =>
+  ms < 1000 ? `${Math.round(ms)} ms` : ms < 120_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60_000)} min`;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
@@ -58,7 +59,13 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
   const info = await o.redis.info('server');
   const version = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
-  const out: CheckResult[] = [{ check: 'redis', status: Number(version.split('.')[0]) >= 7 ? 'ok' : 'warn', detail: `reachable, version ${version}${Number(version.split('.')[0]) >= 7 ? '' : ' (XAUTOCLAIM needs >= 6.2; 7 recommended)'}` }];
+  const out: CheckResult[] = [
+    {
+      check: 'redis',
+      status: Number(version.split('.')[0]) >= 7 ? 'ok' : 'warn',
+      detail: `reachable, version ${version}${Number(version.split('.')[0]) >= 7 ? '' : ' (XAUTOCLAIM needs >= 6.2; 7 recommended)'}`,
+    },
+  ];
 
   const registry = new ProcessorRegistry(o.redis, o.keys, o.processorTtlMs);
   const now = Date.now();
@@ -71,23 +78,44 @@ async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
   }
   const caps = new Map<string, string[]>();
   for (const p of live) for (const c of p.capabilities) caps.set(c, [...(caps.get(c) ?? []), p.id]);
-  if (!live.length) out.push({ check: 'processors', status: 'fail', detail: `no live processor${stale.length ? `; stale: ${stale.join(', ')}` : ''} (start detektr process)` });
-  else out.push({
-    check: 'processors',
-    status: stale.length ? 'warn' : 'ok',
-    detail: [...caps].map(([c, ids]) => `${c}: ${ids.join(', ')}`).join('; ') + (stale.length ? `; stale: ${stale.join(', ')}` : ''),
-  });
+  if (!live.length)
+    out.push({
+      check: 'processors',
+      status: 'fail',
+      detail: `no live processor${stale.length ? `; stale: ${stale.join(', ')}` : ''} (start detektr process)`,
+    });
+  else
+    out.push({
+      check: 'processors',
+      status: stale.length ? 'warn' : 'ok',
+      detail: [...caps].map(([c, ids]) => `${c}: ${ids.join(', ')}`).join('; ') + (stale.length ? `; stale: ${stale.join(', ')}` : ''),
+    });
 
-  const expected: [string, string][] = [[o.keys.captured, GROUPS.buffer], [o.keys.events, GROUPS.store], ...live.map((p): [string, string] => [o.keys.ready(p.id), GROUPS.processor])];
+  const expected: [string, string][] = [
+    [o.keys.captured, GROUPS.buffer],
+    [o.keys.events, GROUPS.store],
+    ...live.map((p): [string, string] => [o.keys.ready(p.id), GROUPS.processor]),
+  ];
   for (const [stream, group] of expected) {
     const lags = await groupLag(o.redis, stream);
     const g = lags.find((l) => l.group === group);
     if (!g) {
-      out.push({ check: `group ${stream} ${group}`, status: 'fail', detail: lags.length || (await o.redis.exists(stream)) ? `stream has no consumer group "${group}"` : 'stream does not exist (no worker has run against this prefix?)' });
+      out.push({
+        check: `group ${stream} ${group}`,
+        status: 'fail',
+        detail:
+          lags.length || (await o.redis.exists(stream))
+            ? `stream has no consumer group "${group}"`
+            : 'stream does not exist (no worker has run against this prefix?)',
+      });
       continue;
     }
     const lagText = g.lag === null ? 'lag unknown' : `lag ${g.lag}`;
-    out.push({ check: `group ${stream} ${group}`, status: (g.lag ?? 0) > o.maxLag ? 'warn' : 'ok', detail: `${lagText}, pending ${g.pending}${(g.lag ?? 0) > o.maxLag ? ` (over ${o.maxLag})` : ''}` });
+    out.push({
+      check: `group ${stream} ${group}`,
+      status: (g.lag ?? 0) > o.maxLag ? 'warn' : 'ok',
+      detail: `${lagText}, pending ${g.pending}${(g.lag ?? 0) > o.maxLag ? ` (over ${o.maxLag})` : ''}`,
+    });
   }
 
   const counters = await o.redis.hgetall(o.keys.counters);
@@ -102,7 +130,11 @@ async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
     if (Number(v) > before) grown.push(`${k} +${Number(v) - before}`);
   }
   if (Object.keys(counters).length) await o.redis.hset(snapshotKey, counters);
-  out.push({ check: 'dead-letter', status: grown.length ? 'warn' : 'ok', detail: grown.length ? `grew since the last validate: ${grown.join(', ')}` : `${total} in total, no growth since the last validate` });
+  out.push({
+    check: 'dead-letter',
+    status: grown.length ? 'warn' : 'ok',
+    detail: grown.length ? `grew since the last validate: ${grown.join(', ')}` : `${total} in total, no growth since the last validate`,
+  });
   return out;
 }
 
@@ -110,7 +142,11 @@ async function postgresChecks(o: ValidateOptions): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const [version, files] = await Promise.all([schemaVersion(o.pool), loadMigrations()]);
   const latest = files.at(-1)?.version ?? 0;
-  out.push({ check: 'schema', status: version >= latest ? 'ok' : 'fail', detail: version >= latest ? `version ${version}, current` : `version ${version}, ${latest} available: run detektr migrate` });
+  out.push({
+    check: 'schema',
+    status: version >= latest ? 'ok' : 'fail',
+    detail: version >= latest ? `version ${version}, current` : `version ${version}, ${latest} available: run detektr migrate`,
+  });
   if (version === 0) return out;
   const { rows } = await o.pool.query<{ camera_id: string; last: Date }>(
     `SELECT camera_id, max(captured_at) AS last FROM frame_metadata WHERE captured_at > now() - interval '24 hours' GROUP BY camera_id ORDER BY camera_id`,
@@ -126,7 +162,12 @@ async function postgresChecks(o: ValidateOptions): Promise<CheckResult[]> {
 async function exporterCheck(endpoint: string, timeoutMs: number): Promise<CheckResult> {
   const url = endpoint.endsWith('/v1/traces') ? endpoint : `${endpoint.replace(/\/+$/, '')}/v1/traces`;
   try {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"resourceSpans":[]}', signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"resourceSpans":[]}',
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     return { check: 'trace exporter', status: res.status < 500 ? 'ok' : 'fail', detail: `${redactSecrets(url)} answered ${res.status}` };
   } catch (err) {
     return { check: 'trace exporter', status: 'fail', detail: `${redactSecrets(url)} unreachable: ${(err as Error).message}` };
@@ -145,9 +186,19 @@ async function e2eCheck(o: ValidateOptions, e2e: NonNullable<ValidateOptions['e2
     if (j && (j.state === 'completed' || j.state === 'failed' || j.state === 'dropped')) {
       const traceIds = new Set([j.traceId]);
       const complete = j.events.some((e) => e.type === 'frame.queued') && j.events.some((e) => e.type === 'processing.started');
-      if (j.state !== 'completed') return { check: 'e2e probe', status: 'fail', detail: `probe ${probe.frameId} ended ${j.state}${j.droppedReason ? `: ${j.droppedReason}` : ''}` };
-      if (!complete || j.traceId !== probe.traceId || traceIds.size !== 1) return { check: 'e2e probe', status: 'fail', detail: `probe ${probe.frameId} completed with an incomplete journey or trace` };
-      return { check: 'e2e probe', status: 'ok', detail: `probe ${probe.frameId} completed in ${Date.now() - started} ms through ${j.stages.map((s) => s.processorId).join(', ')}; trace ${j.traceId}` };
+      if (j.state !== 'completed')
+        return {
+          check: 'e2e probe',
+          status: 'fail',
+          detail: `probe ${probe.frameId} ended ${j.state}${j.droppedReason ? `: ${j.droppedReason}` : ''}`,
+        };
+      if (!complete || j.traceId !== probe.traceId || traceIds.size !== 1)
+        return { check: 'e2e probe', status: 'fail', detail: `probe ${probe.frameId} completed with an incomplete journey or trace` };
+      return {
+        check: 'e2e probe',
+        status: 'ok',
+        detail: `probe ${probe.frameId} completed in ${Date.now() - started} ms through ${j.stages.map((s) => s.processorId).join(', ')}; trace ${j.traceId}`,
+      };
     }
     if (j) last = `state ${j.state}`;
     await sleep(100);
@@ -174,8 +225,15 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
   const checks = groups.flat();
   if (o.e2e) {
     const ready = !checks.some((c) => c.status === 'fail' && (c.check === 'redis' || c.check === 'postgres' || c.check === 'processors'));
-    checks.push(ready ? await e2eCheck(o, o.e2e).catch((err: unknown) => ({ check: 'e2e probe', status: 'fail' as const, detail: redactSecrets((err as Error).message) }))
-      : { check: 'e2e probe', status: 'fail', detail: 'skipped: Redis, PostgreSQL or processors are failing' });
+    checks.push(
+      ready
+        ? await e2eCheck(o, o.e2e).catch((err: unknown) => ({
+            check: 'e2e probe',
+            status: 'fail' as const,
+            detail: redactSecrets((err as Error).message),
+          }))
+        : { check: 'e2e probe', status: 'fail', detail: 'skipped: Redis, PostgreSQL or processors are failing' },
+    );
   }
   return { status: worst(checks.map((c) => c.status)), checks, durationMs: Math.round(performance.now() - started) };
 }

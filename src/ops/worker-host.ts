@@ -49,7 +49,12 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
   const metrics = createMetrics(component);
   const conns: Redis[] = [];
   const ctx: WorkerContext = {
-    config, logger, metrics, tracing, tracer: tracing.tracer, keys: redisKeys(config.prefix),
+    config,
+    logger,
+    metrics,
+    tracing,
+    tracer: tracing.tracer,
+    keys: redisKeys(config.prefix),
     redis: (name = component) => {
       const c = createRedis({ url: config.redisUrl, name: `detektr:${name}`, logger });
       conns.push(c);

@@ -16,7 +16,10 @@ export const BUILTIN_PROCESSOR_NAMES = Object.keys(BUILTIN);
 /** A fresh instance of a built-in processor (each keeps its own state, e.g. motion's previous frames). */
 export function createBuiltinProcessor(name: string, options: ProcessorOptions = {}): Processor {
   const make = BUILTIN[name];
-  if (!make) throw new InvalidInputError(`--processor "${name}" is not a built-in processor (built-in: ${BUILTIN_PROCESSOR_NAMES.join(', ')}; use --module for your own)`);
+  if (!make)
+    throw new InvalidInputError(
+      `--processor "${name}" is not a built-in processor (built-in: ${BUILTIN_PROCESSOR_NAMES.join(', ')}; use --module for your own)`,
+    );
   return make(options);
 }
 

@@ -30,7 +30,11 @@ export async function loadProcessorModule(url: string, shownAs: string, capabili
     problems.push('export a processor object as default or as `processor`, or export `process(frame, ctx)`');
   } else {
     const p = candidate;
-    const fallbackName = url.startsWith('file:') ? basename(fileURLToPath(url), extname(fileURLToPath(url))).replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) : 'module';
+    const fallbackName = url.startsWith('file:')
+      ? basename(fileURLToPath(url), extname(fileURLToPath(url)))
+          .replace(/[^A-Za-z0-9_.-]/g, '_')
+          .slice(0, 64)
+      : 'module';
     const name = p.name ?? fallbackName;
     if (typeof name !== 'string' || !NAME_RE.test(name)) problems.push('`name` must be 1-64 characters of letters, digits, _ . -');
     const caps = capabilities?.length ? capabilities : p.capabilities;
@@ -38,11 +42,13 @@ export async function loadProcessorModule(url: string, shownAs: string, capabili
       problems.push('`capabilities` must be a non-empty array of names (or give --capability)');
     }
     if (typeof p.process !== 'function') problems.push('`process(frame, ctx)` must be a function');
-    for (const hook of ['setup', 'teardown'] as const) if (p[hook] !== undefined && typeof p[hook] !== 'function') problems.push(`\`${hook}\` must be a function when given`);
+    for (const hook of ['setup', 'teardown'] as const)
+      if (p[hook] !== undefined && typeof p[hook] !== 'function') problems.push(`\`${hook}\` must be a function when given`);
     if (p.needsImage !== undefined && typeof p.needsImage !== 'boolean') problems.push('`needsImage` must be true or false');
     if (p.usesThumbnail !== undefined && typeof p.usesThumbnail !== 'boolean') problems.push('`usesThumbnail` must be true or false');
     if (!problems.length) {
-      const bound = <K extends 'setup' | 'process' | 'teardown'>(k: K) => (typeof p[k] === 'function' ? (p[k] as (...a: unknown[]) => unknown).bind(p) : undefined);
+      const bound = <K extends 'setup' | 'process' | 'teardown'>(k: K) =>
+        typeof p[k] === 'function' ? (p[k] as (...a: unknown[]) => unknown).bind(p) : undefined;
       return {
         name: name as string,
         capabilities: [...new Set(caps as string[])],

@@ -133,7 +133,10 @@ export class ProcessorRuntime {
     this.instance = consumerName(opts.id);
     this.capacity = opts.capacity ?? Math.max(32, opts.concurrency * 8);
     if (opts.heartbeatMs > opts.claimIdleMs / 3) {
-      opts.logger.warn('the heartbeat interval is over a third of claimIdle: frames that run long may be reclaimed by other instances while still running', { heartbeat_ms: opts.heartbeatMs, claim_idle_ms: opts.claimIdleMs });
+      opts.logger.warn(
+        'the heartbeat interval is over a third of claimIdle: frames that run long may be reclaimed by other instances while still running',
+        { heartbeat_ms: opts.heartbeatMs, claim_idle_ms: opts.claimIdleMs },
+      );
     }
     this.consumer = new StreamConsumer<FrameMessage>({
       redis: opts.redis,
@@ -170,7 +173,13 @@ export class ProcessorRuntime {
       this.keepAlive().catch((err: unknown) => logger.warn('refreshing in-flight frames failed', { error: err }));
     }, this.opts.heartbeatMs);
     this.heartbeat.unref();
-    logger.info('processor registered', { processor_id: id, instance: this.instance, capabilities: processor.capabilities, concurrency: this.opts.concurrency, capacity: this.capacity });
+    logger.info('processor registered', {
+      processor_id: id,
+      instance: this.instance,
+      capabilities: processor.capabilities,
+      concurrency: this.opts.concurrency,
+      capacity: this.capacity,
+    });
     await this.consumer.run();
     await Promise.all(this.tasks);
   }
@@ -191,7 +200,8 @@ export class ProcessorRuntime {
       await this.consumer.close();
       const drain = this.opts.drainMs ?? Math.min(this.opts.frameTimeoutMs, 10_000);
       const deadline = Date.now() + drain;
-      while (this.tasks.size && Date.now() < deadline) await Promise.race([Promise.all(this.tasks), sleep(Math.max(0, deadline - Date.now()))]);
+      while (this.tasks.size && Date.now() < deadline)
+        await Promise.race([Promise.all(this.tasks), sleep(Math.max(0, deadline - Date.now()))]);
       if (this.tasks.size) {
         logger.warn('stopping with frames in hand: they stay pending and are reclaimed by another instance', { count: this.tasks.size });
         this.stop.abort();
@@ -206,16 +216,29 @@ export class ProcessorRuntime {
   /** Published with each heartbeat: load and failure counts, for the buffer's routing and breaker. */
   private instanceStats(): InstanceStats {
     return {
-      capacity: this.stopping ? 0 : this.capacity, concurrency: this.opts.concurrency, at: Date.now(), pid: process.pid, host: hostname(),
-      inFlight: this.running, completed: this.stats.completed, failed: this.stats.failed,
-      consecutiveFailures: this.stats.consecutiveFailures, lastError: this.stats.lastError?.slice(0, 300),
+      capacity: this.stopping ? 0 : this.capacity,
+      concurrency: this.opts.concurrency,
+      at: Date.now(),
+      pid: process.pid,
+      host: hostname(),
+      inFlight: this.running,
+      completed: this.stats.completed,
+      failed: this.stats.failed,
+      consecutiveFailures: this.stats.consecutiveFailures,
+      lastError: this.stats.lastError?.slice(0, 300),
     };
   }
 
   private report(): Promise<void> {
     if (this.stopping) return Promise.resolve();
     const { id, processor, heartbeatMs } = this.opts;
-    return this.registry.heartbeat({ id, capabilities: processor.capabilities, heartbeatMs, instance: this.instance, stats: this.instanceStats() });
+    return this.registry.heartbeat({
+      id,
+      capabilities: processor.capabilities,
+      heartbeatMs,
+      instance: this.instance,
+      stats: this.instanceStats(),
+    });
   }
 
   /** A failure (or the first success after failures) is reported within ~100 ms, not at the next heartbeat. */
@@ -275,7 +298,12 @@ export class ProcessorRuntime {
       const f: InFlight = { entry, startedAt: Date.now(), abort: new AbortController() };
       this.inFlight.set(entry.id, f);
       const task = this.runOne(f)
-        .catch((err: unknown) => this.opts.logger.error('frame handling failed; it stays pending and will be redelivered', { frame_id: entry.message.frameId, error: err }))
+        .catch((err: unknown) =>
+          this.opts.logger.error('frame handling failed; it stays pending and will be redelivered', {
+            frame_id: entry.message.frameId,
+            error: err,
+          }),
+        )
         .finally(() => {
           this.inFlight.delete(entry.id);
           this.tasks.delete(task);
@@ -328,19 +356,34 @@ export class ProcessorRuntime {
       [ATTR.messagingMessageId]: entry.id,
       [ATTR.attempt]: entry.deliveries,
     });
-    const base = { frameId: frame.frameId, cameraId: frame.cameraId, source: 'process', processorId: id, capability: frame.capability, attempt: entry.deliveries, ...spanIds(span) };
+    const base = {
+      frameId: frame.frameId,
+      cameraId: frame.cameraId,
+      source: 'process',
+      processorId: id,
+      capability: frame.capability,
+      attempt: entry.deliveries,
+      ...spanIds(span),
+    };
     try {
-      await this.durably('publishing processing.started', () => redis.xadd(keys.events, 'MAXLEN', '~', streamMaxLen, '*', ...encodeEvent(makeEvent({ ...base, type: 'processing.started' }))));
+      await this.durably('publishing processing.started', () =>
+        redis.xadd(keys.events, 'MAXLEN', '~', streamMaxLen, '*', ...encodeEvent(makeEvent({ ...base, type: 'processing.started' }))),
+      );
       const started = performance.now();
       let result: ProcessorResult | undefined;
       let resultJson = '{}';
       let error: string | undefined;
       let dropReason: string | undefined;
-      const run = tracer.startSpan(`run ${processor.name}`, { attributes: { [ATTR.frameId]: frame.frameId, [ATTR.processorId]: id } }, trace.setSpan(parent, span));
+      const run = tracer.startSpan(
+        `run ${processor.name}`,
+        { attributes: { [ATTR.frameId]: frame.frameId, [ATTR.processorId]: id } },
+        trace.setSpan(parent, span),
+      );
       try {
         result = await this.runProcessor(f);
         resultJson = JSON.stringify(result ?? {});
-        if (resultJson.length > MAX_RESULT_BYTES) throw new Error(`result too large: ${resultJson.length} bytes (limit ${MAX_RESULT_BYTES})`);
+        if (resultJson.length > MAX_RESULT_BYTES)
+          throw new Error(`result too large: ${resultJson.length} bytes (limit ${MAX_RESULT_BYTES})`);
         run.end();
       } catch (err) {
         endSpan(run, err);
@@ -354,27 +397,40 @@ export class ProcessorRuntime {
         else error = err instanceof FrameTimeoutError ? err.message : describeError(err);
       }
       const durationMs = performance.now() - started;
-      const event = dropReason !== undefined
-        ? makeEvent({ ...base, type: 'frame.dropped', reason: dropReason })
-        : error === undefined
-          ? makeEvent({ ...base, type: 'processing.completed', durationMs, data: result ? summary(result) : undefined })
-          : makeEvent({ ...base, type: 'processing.failed', durationMs, error });
+      const event =
+        dropReason !== undefined
+          ? makeEvent({ ...base, type: 'frame.dropped', reason: dropReason })
+          : error === undefined
+            ? makeEvent({ ...base, type: 'processing.completed', durationMs, data: result ? summary(result) : undefined })
+            : makeEvent({ ...base, type: 'processing.failed', durationMs, error });
       const targets = [{ stream: keys.events, fields: encodeEvent(event) }];
       if (error === undefined && dropReason === undefined) {
         targets.unshift({
           stream: keys.results,
           fields: toFieldList({
-            v: MESSAGE_VERSION, frame_id: frame.frameId, camera_id: frame.cameraId, processor_id: id, capability: frame.capability,
-            attempt: entry.deliveries, duration_ms: Math.round(durationMs * 1000) / 1000, at: Date.now(), result: resultJson,
+            v: MESSAGE_VERSION,
+            frame_id: frame.frameId,
+            camera_id: frame.cameraId,
+            processor_id: id,
+            capability: frame.capability,
+            attempt: entry.deliveries,
+            duration_ms: Math.round(durationMs * 1000) / 1000,
+            at: Date.now(),
+            result: resultJson,
             ...injectContext(trace.setSpan(parent, span)),
           }),
         });
       }
       const [committed] = await this.durably('committing the outcome', () =>
-        ackAndAppend(redis, keys.counters, [{ source: stream, group: GROUPS.processor, id: entry.id, del: true, targets }], streamMaxLen));
+        ackAndAppend(redis, keys.counters, [{ source: stream, group: GROUPS.processor, id: entry.id, del: true, targets }], streamMaxLen),
+      );
       if (!committed) {
         metrics.duplicatesSuppressed.inc({ processor: id });
-        logger.info('frame already committed by another instance: outcome discarded', { frame_id: frame.frameId, entry_id: entry.id, attempt: entry.deliveries });
+        logger.info('frame already committed by another instance: outcome discarded', {
+          frame_id: frame.frameId,
+          entry_id: entry.id,
+          attempt: entry.deliveries,
+        });
         span.setAttribute('detektr.outcome', 'duplicate');
         span.end();
         return;
@@ -398,7 +454,12 @@ export class ProcessorRuntime {
         this.stats.consecutiveFailures++;
         this.stats.lastError = error;
         this.reportSoon();
-        logger.warn('processing failed', { frame_id: frame.frameId, trace_id: span.spanContext().traceId, error, attempt: entry.deliveries });
+        logger.warn('processing failed', {
+          frame_id: frame.frameId,
+          trace_id: span.spanContext().traceId,
+          error,
+          attempt: entry.deliveries,
+        });
       }
       endSpan(span, error);
     } catch (err) {
@@ -433,7 +494,12 @@ export class ProcessorRuntime {
       });
       stopped.catch(() => undefined);
       return await Promise.race([
-        Promise.resolve(processor.process({ ...frame, image, thumbnail }, { processorId: id, logger, signal: abort.signal, attempt: f.entry.deliveries, options: this.opts.options ?? {} })),
+        Promise.resolve(
+          processor.process(
+            { ...frame, image, thumbnail },
+            { processorId: id, logger, signal: abort.signal, attempt: f.entry.deliveries, options: this.opts.options ?? {} },
+          ),
+        ),
         stopped,
       ]);
     } finally {
@@ -459,10 +525,21 @@ export class ProcessorRuntime {
       const error = b.reason.startsWith('malformed')
         ? `dead-lettered: ${b.reason}`
         : `dead-lettered after ${b.deliveries} deliveries (max ${this.opts.maxDeliveries}): the frame keeps killing its processor`;
-      addEvent(tx, keys, makeEvent({
-        type: 'processing.failed', frameId, cameraId, source: 'process', processorId: id,
-        capability: capability && ID_RE.test(capability) ? capability : undefined, attempt: Math.max(1, b.deliveries), error,
-      }), streamMaxLen);
+      addEvent(
+        tx,
+        keys,
+        makeEvent({
+          type: 'processing.failed',
+          frameId,
+          cameraId,
+          source: 'process',
+          processorId: id,
+          capability: capability && ID_RE.test(capability) ? capability : undefined,
+          attempt: Math.max(1, b.deliveries),
+          error,
+        }),
+        streamMaxLen,
+      );
       metrics.framesProcessed.inc({ processor: id, outcome: 'dead_lettered' });
     }
   }

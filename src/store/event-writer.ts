@@ -26,15 +26,11 @@ import { withClient } from './pg.js';
  *
  * Throws MalformedMessageError (nothing written) for an event that the schema would reject.
  */
-export async function writeEvents(
-  db: pg.PoolClient | pg.Pool,
-  events: readonly LifecycleEvent[],
-): Promise<{ inserted: number }> {
+export async function writeEvents(db: pg.PoolClient | pg.Pool, events: readonly LifecycleEvent[]): Promise<{ inserted: number }> {
   if (events.length === 0) return { inserted: 0 };
   const batch = toBatch(events);
   if (!isPool(db)) return writeInTransaction(db, batch);
   return inTransaction(db, (client) => writeInTransaction(client, batch));
-
 }
 
 export interface WriteBatchOptions {
@@ -246,7 +242,11 @@ function toCameraColumns(events: readonly CameraEvent[]): unknown[] {
   });
   const col = <T>(f: (e: CameraEvent) => T) => rows.map(f);
   return [
-    col((e) => e.eventId), col((e) => e.cameraId), col((e) => e.type), col((e) => e.at), col((e) => e.source),
+    col((e) => e.eventId),
+    col((e) => e.cameraId),
+    col((e) => e.type),
+    col((e) => e.at),
+    col((e) => e.source),
     col((e) => (e.reason === undefined ? null : e.reason.replaceAll('\0', ''))),
     col((e) => (e.data === undefined ? null : dataJson(e.data))),
   ];
@@ -289,8 +289,13 @@ function dataJson(data: Record<string, unknown>): string {
   const json = JSON.stringify(data);
   if (!json.includes('\\u0000') && !/\\ud[89a-f]/.test(json)) return json;
   const clean = (s: string) => s.replaceAll('\0', '').replace(LONE_SURROGATE, '\ufffd');
-  return JSON.stringify(data, (_k, v: unknown) => (typeof v === 'string' ? clean(v)
-    : v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [clean(k), x])) : v));
+  return JSON.stringify(data, (_k, v: unknown) =>
+    typeof v === 'string'
+      ? clean(v)
+      : v !== null && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).map(([k, x]) => [clean(k), x]))
+        : v,
+  );
 }
 
 function malformed(e: LifecycleEvent, field: string): MalformedMessageError {
@@ -320,8 +325,23 @@ function num(key: string, type: string, max: number): string {
 }
 
 const EVENT_COLUMN_LIST = [
-  'event_id', 'frame_id', 'camera_id', 'type', 'at', 'captured_at', 'source', 'processor_id', 'capability',
-  'attempt', 'duration_ms', 'error', 'reason', 'trace_id', 'span_id', 'sampled', 'data',
+  'event_id',
+  'frame_id',
+  'camera_id',
+  'type',
+  'at',
+  'captured_at',
+  'source',
+  'processor_id',
+  'capability',
+  'attempt',
+  'duration_ms',
+  'error',
+  'reason',
+  'trace_id',
+  'span_id',
+  'sampled',
+  'data',
 ];
 const EVENT_COLUMNS = EVENT_COLUMN_LIST.join(', ');
 
@@ -342,7 +362,8 @@ const EVENT_COLUMNS = EVENT_COLUMN_LIST.join(', ');
  * src/domain/lifecycle.ts over the stage states, with a frame.dropped without processor
  * meaning "dropped before routing". Unchanged stages are not rewritten.
  */
-const NARROW = 'event_id, frame_id, camera_id, type, at, captured_at, processor_id, capability, attempt, duration_ms, error, reason, trace_id, span_id, sampled';
+const NARROW =
+  'event_id, frame_id, camera_id, type, at, captured_at, processor_id, capability, attempt, duration_ms, error, reason, trace_id, span_id, sampled';
 
 const WRITE_SQL = `
 WITH input AS (

@@ -127,7 +127,8 @@ async function maintainNative(client: pg.PoolClient, storage: Storage, opts: Mai
   const created: PartitionInfo[] = [];
   for (const t of starts) {
     for (const table of PARTITIONED) {
-      if (!have.has(`${table} ${t}`)) created.push({ table, name: partitionName(table, t), from: new Date(t).toISOString(), to: new Date(t + iv).toISOString() });
+      if (!have.has(`${table} ${t}`))
+        created.push({ table, name: partitionName(table, t), from: new Date(t).toISOString(), to: new Date(t + iv).toISOString() });
     }
   }
   if (!dryRun && created.length) {
@@ -226,7 +227,8 @@ async function sizingNative(client: pg.PoolClient, storage: Storage, now: number
   if (indexBytes > sharedBuffersBytes) {
     // A shorter interval whose indexes would fit, rounded down to whole hours.
     const hours = Math.max(1, Math.floor((iv / 3_600_000) * (sharedBuffersBytes / indexBytes)));
-    advice = `the indexes of one ${storage.interval_text} partition (${mb(indexBytes)}) exceed shared_buffers (${mb(sharedBuffersBytes)}): ` +
+    advice =
+      `the indexes of one ${storage.interval_text} partition (${mb(indexBytes)}) exceed shared_buffers (${mb(sharedBuffersBytes)}): ` +
       `raise shared_buffers (about 25% of memory) or use a partition interval of about ${hours}h (\`detektr migrate --partition-interval\` on a new schema)`;
   }
   return { partitionStart: new Date(start).toISOString(), frames, indexBytes, sharedBuffersBytes, ...(advice ? { advice } : {}) };
@@ -260,14 +262,18 @@ async function maintainTimescale(client: pg.PoolClient, storage: Storage, opts: 
     }
     const deleted = dryRun
       ? (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM camera_events WHERE at < $1', [cutoff])).rows[0].n
-      : (await client.query('DELETE FROM camera_events WHERE at < $1', [cutoff])).rowCount ?? 0;
+      : ((await client.query('DELETE FROM camera_events WHERE at < $1', [cutoff])).rowCount ?? 0);
     retention = { cutoff: cutoff.toISOString(), cameraEventsDeleted: deleted };
   }
   let stats: MaintainReport['stats'] = null;
   if (opts.refreshStats !== false) {
     const from = new Date(now - 3 * DAY);
     // A procedure that commits internally: the client is in autocommit here.
-    if (!dryRun) await client.query(`CALL ${ts}.refresh_continuous_aggregate('frame_stats_hourly', $1::timestamptz, $2::timestamptz)`, [from, new Date(now)]);
+    if (!dryRun)
+      await client.query(`CALL ${ts}.refresh_continuous_aggregate('frame_stats_hourly', $1::timestamptz, $2::timestamptz)`, [
+        from,
+        new Date(now),
+      ]);
     stats = { from: from.toISOString(), to: new Date(now).toISOString(), rows: 0 };
   }
   return { storage: 'timescaledb', partitionInterval: storage.interval_text, dryRun, created: [], dropped, retention, stats, sizing: null };

@@ -56,7 +56,9 @@ export function createPool(databaseUrl: string, opts: PoolOptions = {}): pg.Pool
     // planner's estimates pass jit_above_cost, and compiling then costs 10-100x the query
     // (measured: a 10 ms search took 150 ms). Off unless the caller wants it.
     o.jit ? null : '-c jit=off',
-  ].filter(Boolean).join(' ');
+  ]
+    .filter(Boolean)
+    .join(' ');
   const pool = new pg.Pool({
     connectionString,
     options: options || undefined,

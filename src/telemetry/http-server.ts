@@ -61,7 +61,9 @@ export const API_TOKEN_RE = /^[\x21-\x7e]{16,4096}$/;
 /** A token, when set, must be usable: throws an InvalidInputError (exit 2) that never contains it. */
 export function checkApiToken(token: string | undefined): void {
   if (token !== undefined && !API_TOKEN_RE.test(token)) {
-    throw new InvalidInputError('apiToken (DETEKTR_API_TOKEN, --api-token) must be 16-4096 visible ASCII characters without spaces (generate one with: openssl rand -hex 32)');
+    throw new InvalidInputError(
+      'apiToken (DETEKTR_API_TOKEN, --api-token) must be 16-4096 visible ASCII characters without spaces (generate one with: openssl rand -hex 32)',
+    );
   }
 }
 
@@ -83,7 +85,9 @@ export function checkApiExposure(host: string, token: string | undefined): void 
 /** Constant-time check of an `Authorization: Bearer <token>` header (both sides hashed, so lengths leak nothing). */
 export function bearerMatches(header: string | undefined, token: string): boolean {
   const m = /^Bearer[ \t]+([^\s]+)[ \t]*$/i.exec(header ?? '');
-  const given = createHash('sha256').update(m?.[1] ?? '').digest();
+  const given = createHash('sha256')
+    .update(m?.[1] ?? '')
+    .digest();
   const want = createHash('sha256').update(token).digest();
   return timingSafeEqual(given, want) && m !== null;
 }
@@ -96,14 +100,22 @@ function clientErrorStatus(code: string | undefined): number {
   return 400;
 }
 
-const PHRASES: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large' };
+const PHRASES: Record<number, string> = {
+  400: 'Bad Request',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Content Too Large',
+  431: 'Request Header Fields Too Large',
+};
 
 /** A JSON error written straight on the socket (no response object exists), then the connection closed. */
 function rawAnswer(socket: Socket, status: number, error: string): void {
   if (!socket.writable) return void socket.destroy();
   const text = JSON.stringify({ error });
   const allow = status === 405 ? 'allow: GET, HEAD\r\n' : '';
-  socket.end(`HTTP/1.1 ${status} ${PHRASES[status] ?? 'Error'}\r\nconnection: close\r\n${allow}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${PHRASES[status] ?? 'Error'}\r\nconnection: close\r\n${allow}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+  );
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
@@ -116,7 +128,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
     });
   });
   // CONNECT (a proxy tunnel) would otherwise get its connection dropped without an answer.
-  server.on('connect', (_req: IncomingMessage, socket: Socket) => rawAnswer(socket, 405, 'method CONNECT not allowed: this is not a proxy'));
+  server.on('connect', (_req: IncomingMessage, socket: Socket) =>
+    rawAnswer(socket, 405, 'method CONNECT not allowed: this is not a proxy'),
+  );
   // A request the HTTP parser rejects (bad method token, bad header, bad chunk, headers too
   // large, too slow) gets a JSON answer naming the problem instead of Node's bare status
   // line; nothing of the raw request is echoed.

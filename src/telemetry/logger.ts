@@ -21,7 +21,12 @@ function errorFields(err: unknown): unknown {
  * JSON lines on stderr (stdout is for results). Every line passes through the URL
  * redactor, so a password inside an error message never reaches the log.
  */
-export function createLogger(opts: { component: string; level?: Level; write?: (line: string) => void; base?: Record<string, unknown> }): Logger {
+export function createLogger(opts: {
+  component: string;
+  level?: Level;
+  write?: (line: string) => void;
+  base?: Record<string, unknown>;
+}): Logger {
   const min = RANK[opts.level ?? 'info'];
   const write = opts.write ?? ((line: string) => process.stderr.write(line));
   const base = { component: opts.component, ...opts.base };

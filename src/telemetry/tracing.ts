@@ -2,7 +2,15 @@ import { context, propagation, trace, SpanKind, SpanStatusCode, type Context, ty
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { envDetector, hostDetector, osDetector, processDetector, serviceInstanceIdDetector, type DetectedResourceAttributes, type ResourceDetector } from '@opentelemetry/resources';
+import {
+  envDetector,
+  hostDetector,
+  osDetector,
+  processDetector,
+  serviceInstanceIdDetector,
+  type DetectedResourceAttributes,
+  type ResourceDetector,
+} from '@opentelemetry/resources';
 import { redactValue } from '../config/redact-text.js';
 import { ATTR, MESSAGING_SYSTEM } from './attributes.js';
 
@@ -25,9 +33,16 @@ const redactedProcessDetector: ResourceDetector = {
 /** The SDK's choice (OTEL_NODE_RESOURCE_DETECTORS, default env, process, host), with the process detector redacted. */
 function resourceDetectors(env: NodeJS.ProcessEnv): ResourceDetector[] {
   const byName: Record<string, ResourceDetector> = {
-    host: hostDetector, os: osDetector, serviceinstance: serviceInstanceIdDetector, process: redactedProcessDetector, env: envDetector,
+    host: hostDetector,
+    os: osDetector,
+    serviceinstance: serviceInstanceIdDetector,
+    process: redactedProcessDetector,
+    env: envDetector,
   };
-  const names = (env.OTEL_NODE_RESOURCE_DETECTORS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const names = (env.OTEL_NODE_RESOURCE_DETECTORS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (names.length === 0) return [envDetector, redactedProcessDetector, hostDetector];
   if (names.includes('all')) return Object.values(byName);
   if (names.includes('none')) return [];

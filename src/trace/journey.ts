@@ -2,13 +2,7 @@ import type pg from 'pg';
 import type { CameraEventType } from '../domain/camera-events.js';
 import type { EventType } from '../domain/events.js';
 import { frameIdTime, parseFrameId, type FrameId } from '../domain/frame-id.js';
-import {
-  aggregateFrameState,
-  transitionFrame,
-  transitionStage,
-  type FrameState,
-  type StageState,
-} from '../domain/lifecycle.js';
+import { aggregateFrameState, transitionFrame, transitionStage, type FrameState, type StageState } from '../domain/lifecycle.js';
 
 /**
  * A frame's journey; also the `detektr trace find --json` output. Times are ISO-8601 UTC
@@ -198,51 +192,57 @@ export async function findJourney(db: pg.Pool | pg.PoolClient, frameId: string, 
     }),
   );
   const stages = stRows.map((s) =>
-    compact<JourneyStage>({
-      processorId: s.processor_id,
-      capability: s.capability,
-      state: s.state,
-      attempts: s.attempts,
-      queuedAt: isoOrNull(s.queued_ms),
-      startedAt: isoOrNull(s.started_ms),
-      finishedAt: isoOrNull(s.finished_ms),
-      durationMs: s.duration_ms === null ? null : round(s.duration_ms),
-      waitMs: s.queued_ms !== null && s.started_ms !== null ? round(s.started_ms - s.queued_ms) : null,
-      error: s.error,
-    }, ['error']),
+    compact<JourneyStage>(
+      {
+        processorId: s.processor_id,
+        capability: s.capability,
+        state: s.state,
+        attempts: s.attempts,
+        queuedAt: isoOrNull(s.queued_ms),
+        startedAt: isoOrNull(s.started_ms),
+        finishedAt: isoOrNull(s.finished_ms),
+        durationMs: s.duration_ms === null ? null : round(s.duration_ms),
+        waitMs: s.queued_ms !== null && s.started_ms !== null ? round(s.started_ms - s.queued_ms) : null,
+        error: s.error,
+      },
+      ['error'],
+    ),
   );
   const { state, anomalies } = replay(events);
   const terminal = events.filter((e) => TERMINAL_EVENTS.has(e.type));
   const captured = evRows.find((e) => e.type === 'frame.captured');
 
-  return compact<Journey>({
-    frameId: id,
-    cameraId: frame?.camera_id ?? captured?.camera_id ?? evRows[0].camera_id,
-    capturedAt: iso(capturedMs),
-    state: frame?.state ?? state,
-    droppedReason: (frame?.state ?? state) === 'dropped' ? frame?.dropped_reason : null,
-    traceId: frame?.trace_id ?? captured?.trace_id ?? null,
-    width: frame?.width ?? null,
-    height: frame?.height ?? null,
-    format: frame?.format ?? null,
-    sizeBytes: frame?.size_bytes === null || frame?.size_bytes === undefined ? null : Number(frame.size_bytes),
-    events,
-    stages,
-    totalMs: terminal.length ? Math.max(...terminal.map((e) => e.offsetMs)) : null,
-    anomalies,
-    sampled: frame?.sampled ?? captured?.sampled ?? evRows.find((e) => e.sampled !== null)?.sampled ?? null,
-    cameraEvents: camera.map((c) =>
-      compact<JourneyCameraEvent>({
-        eventId: c.event_id,
-        type: c.type,
-        at: iso(c.at_ms),
-        offsetMs: round(c.at_ms - capturedMs),
-        source: c.source,
-        reason: c.reason,
-      }),
-    ),
-    cameraWindowMs,
-  }, ['droppedReason']);
+  return compact<Journey>(
+    {
+      frameId: id,
+      cameraId: frame?.camera_id ?? captured?.camera_id ?? evRows[0].camera_id,
+      capturedAt: iso(capturedMs),
+      state: frame?.state ?? state,
+      droppedReason: (frame?.state ?? state) === 'dropped' ? frame?.dropped_reason : null,
+      traceId: frame?.trace_id ?? captured?.trace_id ?? null,
+      width: frame?.width ?? null,
+      height: frame?.height ?? null,
+      format: frame?.format ?? null,
+      sizeBytes: frame?.size_bytes === null || frame?.size_bytes === undefined ? null : Number(frame.size_bytes),
+      events,
+      stages,
+      totalMs: terminal.length ? Math.max(...terminal.map((e) => e.offsetMs)) : null,
+      anomalies,
+      sampled: frame?.sampled ?? captured?.sampled ?? evRows.find((e) => e.sampled !== null)?.sampled ?? null,
+      cameraEvents: camera.map((c) =>
+        compact<JourneyCameraEvent>({
+          eventId: c.event_id,
+          type: c.type,
+          at: iso(c.at_ms),
+          offsetMs: round(c.at_ms - capturedMs),
+          source: c.source,
+          reason: c.reason,
+        }),
+      ),
+      cameraWindowMs,
+    },
+    ['droppedReason'],
+  );
 }
 
 const TERMINAL_EVENTS = new Set<EventType>(['processing.completed', 'processing.failed', 'frame.dropped']);

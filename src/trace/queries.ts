@@ -181,9 +181,13 @@ export interface SlowOptions extends TimeWindow {
 export async function findSlowFrames(db: pg.Pool | pg.PoolClient, opts: SlowOptions): Promise<SlowReport> {
   const { since, until } = window(opts);
   const limit = checkLimit(opts.limit, 20);
-  if (!Number.isFinite(opts.thresholdMs) || opts.thresholdMs < 0) throw new InvalidInputError(`threshold ${opts.thresholdMs} must be a duration >= 0`);
+  if (!Number.isFinite(opts.thresholdMs) || opts.thresholdMs < 0)
+    throw new InvalidInputError(`threshold ${opts.thresholdMs} must be a duration >= 0`);
   const camera = opts.cameraId ?? null;
-  const { rows } = await db.query<{ summary: { finished: number; slow: number; p50: number | null; p95: number | null; p99: number | null }; frames: FrameRow[] | null }>(
+  const { rows } = await db.query<{
+    summary: { finished: number; slow: number; p50: number | null; p95: number | null; p99: number | null };
+    frames: FrameRow[] | null;
+  }>(
     `WITH w AS (
        SELECT frame_id, camera_id, captured_at, state, total_ms, dropped_reason, trace_id
        FROM frame_metadata
@@ -294,7 +298,10 @@ export function parseFrameState(value: string): FrameState {
 }
 
 /** Frames by camera / state / time, newest first. */
-export async function searchFrames(db: pg.Pool | pg.PoolClient, opts: SearchOptions): Promise<{ window: { since: string; until: string }; frames: FrameBrief[] }> {
+export async function searchFrames(
+  db: pg.Pool | pg.PoolClient,
+  opts: SearchOptions,
+): Promise<{ window: { since: string; until: string }; frames: FrameBrief[] }> {
   const { since, until } = window(opts);
   const limit = checkLimit(opts.limit, 50);
   const state = opts.state === undefined ? null : parseFrameState(opts.state);
@@ -328,7 +335,15 @@ export interface CameraOptions extends TimeWindow {
 export async function findCameraEvents(db: pg.Pool | pg.PoolClient, opts: CameraOptions): Promise<CameraReport> {
   const { since, until } = window(opts);
   const limit = checkLimit(opts.limit, 200);
-  const { rows } = await db.query<{ event_id: string; camera_id: string; type: CameraEventType; at: Date; source: string; reason: string | null; data: Record<string, unknown> | null }>(
+  const { rows } = await db.query<{
+    event_id: string;
+    camera_id: string;
+    type: CameraEventType;
+    at: Date;
+    source: string;
+    reason: string | null;
+    data: Record<string, unknown> | null;
+  }>(
     `SELECT * FROM (
        SELECT event_id, camera_id, type, at, source, reason, data FROM camera_events
        WHERE at >= $1 AND at < $2 AND ($3::text IS NULL OR camera_id = $3::text)

@@ -32,9 +32,7 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
   const paint: Paint = opts.color ? (style, text) => `\x1b[${ANSI[style]}m${text}\x1b[0m` : (_style, text) => text;
   const state = (s: string) => paint(STATE_STYLE[s] ?? 'gray', s);
   // compact: no rule between rows, so a long journey stays on one screen.
-  const tableStyle = opts.color
-    ? { head: ['cyan'], border: ['gray'], compact: true }
-    : { head: [], border: [], compact: true };
+  const tableStyle = opts.color ? { head: ['cyan'], border: ['gray'], compact: true } : { head: [], border: [], compact: true };
 
   const header = new Table({ style: tableStyle });
   header.push(
@@ -43,7 +41,14 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
     { state: j.droppedReason ? `${state(j.state)} (${j.droppedReason})` : state(j.state) },
     { 'captured at': j.capturedAt },
     { 'total ms': j.totalMs === null ? '-' : ms(j.totalMs) },
-    { 'trace id': j.traceId === null ? '-' : j.sampled === false ? `${j.traceId} (not sampled: no spans exported; this journey is complete anyway)` : j.traceId },
+    {
+      'trace id':
+        j.traceId === null
+          ? '-'
+          : j.sampled === false
+            ? `${j.traceId} (not sampled: no spans exported; this journey is complete anyway)`
+            : j.traceId,
+    },
   );
   if (opts.traceUrl) header.push({ 'trace link': opts.traceUrl });
   if (opts.traceSearchUrl) header.push({ 'frame search': opts.traceSearchUrl });
@@ -77,7 +82,10 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
     parts.push('stages', stages.toString());
   }
   if (j.cameraEvents.length > 0) {
-    const cams = new Table({ head: ['+ms', `camera ${j.cameraId} (within ${Math.round(j.cameraWindowMs / 1000)} s)`, 'source', 'reason'], style: tableStyle });
+    const cams = new Table({
+      head: ['+ms', `camera ${j.cameraId} (within ${Math.round(j.cameraWindowMs / 1000)} s)`, 'source', 'reason'],
+      style: tableStyle,
+    });
     for (const c of j.cameraEvents) {
       const style = c.type === 'camera.online' ? 'green' : c.type === 'camera.offline' ? 'red' : 'yellow';
       cams.push([{ content: signedMs(c.offsetMs), hAlign: 'right' }, paint(style, c.type), c.source, c.reason ?? '']);
@@ -113,7 +121,9 @@ function renderSpans(spans: SpanSummary[], t0: number, paint: Paint): string[] {
     for (const s of children.get(parent) ?? []) {
       const from = Math.round(((s.startMs - start) / scale) * BAR_WIDTH);
       const width = Math.max(1, Math.round((s.durationMs / scale) * BAR_WIDTH));
-      const bar = ' '.repeat(Math.min(BAR_WIDTH, from)) + paint(s.status === 'error' ? 'red' : 'blue', '█'.repeat(Math.min(width, BAR_WIDTH - Math.min(BAR_WIDTH - 1, from))));
+      const bar =
+        ' '.repeat(Math.min(BAR_WIDTH, from)) +
+        paint(s.status === 'error' ? 'red' : 'blue', '█'.repeat(Math.min(width, BAR_WIDTH - Math.min(BAR_WIDTH - 1, from))));
       table.push([
         { content: ms(Math.round((s.startMs - t0) * 10) / 10), hAlign: 'right' },
         `${'  '.repeat(depth)}${s.status === 'error' ? paint('red', s.name) : s.name}`,
@@ -157,7 +167,8 @@ function timelineScale(j: Journey): number {
 /** Capture at the left edge: blank until queued, '·' while waiting, '█' while running. */
 function bar(s: JourneyStage, capturedAt: string, scale: number, paint: Paint): string {
   const t0 = Date.parse(capturedAt);
-  const col = (iso: string | null) => (iso === null ? null : Math.min(BAR_WIDTH, Math.max(0, Math.round(((Date.parse(iso) - t0) / scale) * BAR_WIDTH))));
+  const col = (iso: string | null) =>
+    iso === null ? null : Math.min(BAR_WIDTH, Math.max(0, Math.round(((Date.parse(iso) - t0) / scale) * BAR_WIDTH)));
   const q = col(s.queuedAt) ?? col(s.startedAt) ?? 0;
   const st = col(s.startedAt);
   const end = col(s.finishedAt) ?? (st === null ? q : BAR_WIDTH);

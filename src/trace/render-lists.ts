@@ -7,7 +7,14 @@ const ANSI = { red: 31, green: 32, yellow: 33, magenta: 35, cyan: 36, gray: 90 }
 type Style = keyof typeof ANSI;
 type Paint = (style: Style, text: string) => string;
 
-const STATE_STYLE: Record<string, Style> = { completed: 'green', failed: 'red', dropped: 'magenta', processing: 'yellow', queued: 'cyan', captured: 'gray' };
+const STATE_STYLE: Record<string, Style> = {
+  completed: 'green',
+  failed: 'red',
+  dropped: 'magenta',
+  processing: 'yellow',
+  queued: 'cyan',
+  captured: 'gray',
+};
 
 function painter(color?: boolean): Paint {
   return color ? (style, text) => `\x1b[${ANSI[style]}m${text}\x1b[0m` : (_s, text) => text;
@@ -43,7 +50,10 @@ function stagesText(f: FrameBrief, paint: Paint): string {
 
 function framesTable(frames: FrameBrief[], color?: boolean): string {
   const paint = painter(color);
-  const t = new Table({ head: ['frame', 'camera', 'captured at (UTC)', 'state', 'total ms', 'stages (wait+run)'], style: tableStyle(color) });
+  const t = new Table({
+    head: ['frame', 'camera', 'captured at (UTC)', 'state', 'total ms', 'stages (wait+run)'],
+    style: tableStyle(color),
+  });
   for (const f of frames) {
     const state = paint(STATE_STYLE[f.state] ?? 'gray', f.state) + (f.droppedReason ? ` (${f.droppedReason})` : '');
     t.push([f.frameId, f.cameraId, time(f.capturedAt), state, { content: ms(f.totalMs), hAlign: 'right' }, stagesText(f, paint)]);
@@ -61,7 +71,10 @@ export function renderSlow(r: SlowReport, opts: { color?: boolean } = {}): strin
   return [...head, framesTable(r.frames, opts.color), more].filter(Boolean).join('\n');
 }
 
-export function renderSearch(r: { window: { since: string; until: string }; frames: FrameBrief[] }, opts: { color?: boolean; limit?: number } = {}): string {
+export function renderSearch(
+  r: { window: { since: string; until: string }; frames: FrameBrief[] },
+  opts: { color?: boolean; limit?: number } = {},
+): string {
   const head = `${r.frames.length} frame(s), newest first, ${windowLine(r.window)}`;
   if (r.frames.length === 0) return `${head}\nno frames match`;
   return `${head}\n${framesTable(r.frames, opts.color)}`;
@@ -71,7 +84,10 @@ export function renderFailures(r: FailureReport, opts: { color?: boolean } = {})
   const paint = painter(opts.color);
   const head = `${r.total} failure event(s)${r.cameraId ? ` of camera ${r.cameraId}` : ''}, ${windowLine(r.window)}, by stage and error type`;
   if (r.groups.length === 0) return `${head}\nno failed stages and no dropped frames`;
-  const t = new Table({ head: ['stage', 'what', 'error type', 'count', 'frames', 'cameras', 'last seen (UTC)', 'example frame', 'sample message'], style: tableStyle(opts.color) });
+  const t = new Table({
+    head: ['stage', 'what', 'error type', 'count', 'frames', 'cameras', 'last seen (UTC)', 'example frame', 'sample message'],
+    style: tableStyle(opts.color),
+  });
   for (const g of r.groups) {
     t.push([
       g.processorId ?? '(before routing)',
@@ -101,7 +117,8 @@ export function renderCamera(r: CameraReport, opts: { color?: boolean } = {}): s
   if (r.offline.length) {
     parts.push('offline periods');
     for (const p of r.offline) {
-      const span = p.to === null ? `${time(p.from)} .. (still offline)` : `${time(p.from)} .. ${time(p.to)} (${(p.durationMs! / 1000).toFixed(1)} s)`;
+      const span =
+        p.to === null ? `${time(p.from)} .. (still offline)` : `${time(p.from)} .. ${time(p.to)} (${(p.durationMs! / 1000).toFixed(1)} s)`;
       parts.push(`  ${p.cameraId}: ${span}${p.reason ? `, ${p.reason}` : ''}`);
     }
   }

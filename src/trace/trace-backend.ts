@@ -123,7 +123,10 @@ export function traceLinks(cfg: TraceBackendConfig, ref: TraceRef): { traceUrl?:
   };
 }
 
-export type FetchLike = (url: string, init?: { signal?: AbortSignal; headers?: Record<string, string> }) => Promise<{
+export type FetchLike = (
+  url: string,
+  init?: { signal?: AbortSignal; headers?: Record<string, string> },
+) => Promise<{
   ok: boolean;
   status: number;
   text(): Promise<string>;
@@ -150,9 +153,14 @@ function splitCredentials(url: string): { api: string; authorization?: string } 
   return { api: u.toString().replace(/\/+$/, ''), authorization };
 }
 
-export async function fetchSpans(cfg: TraceBackendConfig, ref: TraceRef, fetchImpl: FetchLike = fetch as unknown as FetchLike): Promise<SpanSummary[]> {
+export async function fetchSpans(
+  cfg: TraceBackendConfig,
+  ref: TraceRef,
+  fetchImpl: FetchLike = fetch as unknown as FetchLike,
+): Promise<SpanSummary[]> {
   const configured = (cfg.apiUrl ?? cfg.uiUrl)?.trim().replace(/\/+$/, '');
-  if (!configured || TEMPLATE_RE.test(configured)) throw new TraceBackendError('no trace API URL configured (--trace-api-url or DETEKTR_TRACE_API_URL)');
+  if (!configured || TEMPLATE_RE.test(configured))
+    throw new TraceBackendError('no trace API URL configured (--trace-api-url or DETEKTR_TRACE_API_URL)');
   // fetch refuses URLs with credentials: user:password@ becomes a Basic Authorization header.
   const { api, authorization } = splitCredentials(configured);
   const headers: Record<string, string> = { accept: 'application/json', ...(authorization ? { authorization } : {}) };
@@ -171,7 +179,10 @@ export async function fetchSpans(cfg: TraceBackendConfig, ref: TraceRef, fetchIm
 
   if (cfg.kind === 'jaeger') {
     if (!ref.traceId) return [];
-    const q = new URLSearchParams({ start_time: new Date(ref.capturedAtMs - HOUR).toISOString(), end_time: new Date(ref.capturedAtMs + HOUR).toISOString() });
+    const q = new URLSearchParams({
+      start_time: new Date(ref.capturedAtMs - HOUR).toISOString(),
+      end_time: new Date(ref.capturedAtMs + HOUR).toISOString(),
+    });
     const path = `/api/v3/traces/${ref.traceId}?${q}`;
     const r = await get(path);
     if (r.status === 404) return [];
@@ -239,7 +250,10 @@ function parseJsonStream(body: string): unknown[] {
   try {
     return [JSON.parse(text)];
   } catch {
-    return text.split(/\r?\n/).filter((l) => l.trim()).map(parseJson);
+    return text
+      .split(/\r?\n/)
+      .filter((l) => l.trim())
+      .map(parseJson);
   }
 }
 
@@ -328,7 +342,9 @@ function nanosToMs(v: string | number | undefined): number {
 
 function kindOf(k: number | string | undefined): SpanSummary['kind'] {
   if (typeof k === 'number') return KINDS[k] ?? 'unspecified';
-  const name = String(k ?? '').replace(/^SPAN_KIND_/, '').toLowerCase();
+  const name = String(k ?? '')
+    .replace(/^SPAN_KIND_/, '')
+    .toLowerCase();
   return (KINDS as string[]).includes(name) ? (name as SpanSummary['kind']) : 'unspecified';
 }
 

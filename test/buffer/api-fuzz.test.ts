@@ -140,7 +140,8 @@ function checkAnswer(req: RawRequest, res: RawResponse): void {
 
 /** Text cut for a failure report: a 60 KiB counterexample helps nobody. */
 const clip = (t: string, n = 300) => (t.length > n ? `${JSON.stringify(t.slice(0, n))}... (${t.length} chars)` : JSON.stringify(t));
-const shown = <T extends object>(o: T, fmt: (o: T) => string): T => Object.defineProperty(o, fc.toStringMethod, { value: () => fmt(o), enumerable: false });
+const shown = <T extends object>(o: T, fmt: (o: T) => string): T =>
+  Object.defineProperty(o, fc.toStringMethod, { value: () => fmt(o), enumerable: false });
 const describeRequest = (r: RawRequest) =>
   `${clip(r.method, 40)} ${clip(r.target, 200)} headers=${JSON.stringify(r.headers)} body=${r.body ? clip(r.body.toString('latin1')) : 'none'}${r.chunked ? ` chunked=${JSON.stringify(r.chunked)}` : ''}`;
 /** A body text printed short in a counterexample. */
@@ -156,59 +157,177 @@ const methodArb = fc.oneof(
 
 const idLike = fc.oneof(
   fc.stringMatching(/^[A-Za-z0-9_.-]{1,20}$/),
-  fc.constantFrom('..', '.', '', 'a b', 'x'.repeat(65), '%2e%2e', '%2F', '%00', '%E0%A4%A', '%ED%A0%80', '%C3%A9', '__proto__', 'constructor', 'é', '☃', '\u{1F600}'),
+  fc.constantFrom(
+    '..',
+    '.',
+    '',
+    'a b',
+    'x'.repeat(65),
+    '%2e%2e',
+    '%2F',
+    '%00',
+    '%E0%A4%A',
+    '%ED%A0%80',
+    '%C3%A9',
+    '__proto__',
+    'constructor',
+    'é',
+    '☃',
+    '\u{1F600}',
+  ),
   fc.string({ unit: 'grapheme', maxLength: 20 }).map(encodeURIComponent),
   fc.string({ maxLength: 20 }),
 );
 const segment = fc.oneof(fc.constantFrom('processors', 'status', 'heartbeat', 'metrics', 'healthz', 'readyz', '..', '.', ''), idLike);
 const pathArb = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom('/processors', '/processors/', '//processors', '/status', '/status/', '/metrics', '/healthz', '/readyz', '/', '*', '/processors/x/heartbeat') },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      '/processors',
+      '/processors/',
+      '//processors',
+      '/status',
+      '/status/',
+      '/metrics',
+      '/healthz',
+      '/readyz',
+      '/',
+      '*',
+      '/processors/x/heartbeat',
+    ),
+  },
   { weight: 4, arbitrary: idLike.map((id) => `/processors/${id}`) },
   { weight: 3, arbitrary: idLike.map((id) => `/processors/${id}/heartbeat`) },
   { weight: 3, arbitrary: fc.array(segment, { maxLength: 6 }).map((s) => `/${s.join('/')}`) },
   { weight: 1, arbitrary: fc.integer({ min: 1000, max: 20_000 }).map((n) => `/processors/${'a'.repeat(n)}`) },
-  { weight: 1, arbitrary: fc.constantFrom('http://127.0.0.1/processors', '/processors/../status', '/processors/%2e%2e/heartbeat', '/processors?', '/%') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      'http://127.0.0.1/processors',
+      '/processors/../status',
+      '/processors/%2e%2e/heartbeat',
+      '/processors?',
+      '/%',
+    ),
+  },
 );
 const queryArb = fc.oneof(
   { weight: 4, arbitrary: fc.constant('') },
-  { weight: 2, arbitrary: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 16 }), { maxKeys: 4 }).map((d) => `?${new URLSearchParams(d).toString()}`) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 16 }), { maxKeys: 4 })
+      .map((d) => `?${new URLSearchParams(d).toString()}`),
+  },
   { weight: 1, arbitrary: fc.string({ unit: 'binary-ascii', maxLength: 40 }).map((s) => `?${s.replace(/[\s]/g, '')}`) },
 );
 /** The request target as sent: raw unicode (sent as UTF-8 bytes read as latin1) is left in on purpose. */
-const targetArb = fc.tuple(pathArb, queryArb).map(([p, q]) => Buffer.from(`${p}${q}`.replace(/[\r\n ]/g, '%20'), 'utf8').toString('latin1'));
+const targetArb = fc
+  .tuple(pathArb, queryArb)
+  .map(([p, q]) => Buffer.from(`${p}${q}`.replace(/[\r\n ]/g, '%20'), 'utf8').toString('latin1'));
 
-const contentTypeArb = fc.constantFrom(undefined, 'application/json', 'APPLICATION/JSON; charset=utf-8', 'application/json;charset=latin1', 'text/plain', 'application/x-www-form-urlencoded',
-  'multipart/form-data; boundary=x', 'application/jsonx', 'application/problem+json', '', ';', 'application/json; ;;', '*/*');
-const authArb = fc.constantFrom(undefined, `Bearer ${TOKEN}`, `bearer ${TOKEN}`, `Bearer  ${TOKEN}  `, 'Bearer', 'Bearer ', `Bearer ${TOKEN}x`, `Bearer ${TOKEN.slice(1)}`, `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}`, 'Bearer wrong', `${TOKEN}`);
+const contentTypeArb = fc.constantFrom(
+  undefined,
+  'application/json',
+  'APPLICATION/JSON; charset=utf-8',
+  'application/json;charset=latin1',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+  'multipart/form-data; boundary=x',
+  'application/jsonx',
+  'application/problem+json',
+  '',
+  ';',
+  'application/json; ;;',
+  '*/*',
+);
+const authArb = fc.constantFrom(
+  undefined,
+  `Bearer ${TOKEN}`,
+  `bearer ${TOKEN}`,
+  `Bearer  ${TOKEN}  `,
+  'Bearer',
+  'Bearer ',
+  `Bearer ${TOKEN}x`,
+  `Bearer ${TOKEN.slice(1)}`,
+  `Basic ${Buffer.from(`u:${TOKEN}`).toString('base64')}`,
+  'Bearer wrong',
+  `${TOKEN}`,
+);
 const extraHeaderArb = fc.oneof(
   { weight: 3, arbitrary: fc.tuple(token, fc.string({ unit: 'grapheme-ascii', maxLength: 30 })) },
-  { weight: 1, arbitrary: fc.tuple(token, fc.string({ unit: 'binary-ascii', maxLength: 30 }).map((s) => s.replace(/[\r\n\0]/g, ''))) },
-  { weight: 3, arbitrary: fc.constantFrom<[string, string]>(['expect', '100-continue'], ['accept', 'application/json'], ['x-forwarded-for', '10.0.0.1'], ['connection', 'upgrade'],
-    ['upgrade', 'websocket'], ['content-encoding', 'gzip'], ['cookie', 'a=b'], ['origin', 'http://evil.example'], ['x-http-method-override', 'DELETE']) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(
+      token,
+      fc.string({ unit: 'binary-ascii', maxLength: 30 }).map((s) => s.replace(/[\r\n\0]/g, '')),
+    ),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom<[string, string]>(
+      ['expect', '100-continue'],
+      ['accept', 'application/json'],
+      ['x-forwarded-for', '10.0.0.1'],
+      ['connection', 'upgrade'],
+      ['upgrade', 'websocket'],
+      ['content-encoding', 'gzip'],
+      ['cookie', 'a=b'],
+      ['origin', 'http://evil.example'],
+      ['x-http-method-override', 'DELETE'],
+    ),
+  },
 );
 
 /** Registration-like bodies: valid fields, wrong types, out of range, missing, extra. */
 const wrongValue = fc.oneof(
-  fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.string({ maxLength: 20 }), fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 4 }),
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.string({ maxLength: 20 }),
+  fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 4 }),
   fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }),
   fc.constantFrom(1e308, -1e308, 2 ** 53 + 2, Number.MAX_SAFE_INTEGER, -0, 0.5, 'x'.repeat(20_000), '1', '', []),
 );
-const field = <T>(good: fc.Arbitrary<T>) => fc.oneof({ weight: 8, arbitrary: good }, { weight: 2, arbitrary: wrongValue }, { weight: 1, arbitrary: fc.constant(undefined) });
+const field = <T>(good: fc.Arbitrary<T>) =>
+  fc.oneof({ weight: 8, arbitrary: good }, { weight: 2, arbitrary: wrongValue }, { weight: 1, arbitrary: fc.constant(undefined) });
 /** Extra fields, in about one body of five. */
-const extras = (keys: string[]) => fc.oneof({ weight: 4, arbitrary: fc.constant({}) }, { weight: 1, arbitrary: fc.dictionary(fc.constantFrom(...keys), fc.jsonValue({ maxDepth: 1 }), { minKeys: 1, maxKeys: 2 }) });
-const registerShape = fc.record(
-  {
-    id: field(fc.oneof({ weight: 5, arbitrary: fc.stringMatching(/^[A-Za-z0-9_.-]{1,64}$/) }, { weight: 1, arbitrary: fc.constantFrom('', 'a b', 'x'.repeat(65), 'é', '../x', 'a\u0000') })),
-    capabilities: field(fc.array(fc.oneof({ weight: 20, arbitrary: fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/) }, { weight: 1, arbitrary: fc.constantFrom('', 'a,b', ' x') }), { minLength: 0, maxLength: 40 })),
-    capacity: field(fc.integer({ min: -2, max: 200_000 })),
-    heartbeatMs: field(fc.integer({ min: 0, max: 4_000_000 })),
-  },
-  { requiredKeys: [] },
-).chain((o) => extras(['admin', 'source', 'instance', '__proto__', 'constructor', 'x']).map((extra) => ({ ...o, ...extra })));
-const heartbeatShape = fc.record(
-  { completed: field(fc.nat()), failed: field(fc.nat()), consecutiveFailures: field(fc.nat()), inFlight: field(fc.nat()) },
-  { requiredKeys: [] },
-).chain((o) => extras(['capacity', 'id', '__proto__', 'x']).map((extra) => ({ ...o, ...extra })));
+const extras = (keys: string[]) =>
+  fc.oneof(
+    { weight: 4, arbitrary: fc.constant({}) },
+    { weight: 1, arbitrary: fc.dictionary(fc.constantFrom(...keys), fc.jsonValue({ maxDepth: 1 }), { minKeys: 1, maxKeys: 2 }) },
+  );
+const registerShape = fc
+  .record(
+    {
+      id: field(
+        fc.oneof(
+          { weight: 5, arbitrary: fc.stringMatching(/^[A-Za-z0-9_.-]{1,64}$/) },
+          { weight: 1, arbitrary: fc.constantFrom('', 'a b', 'x'.repeat(65), 'é', '../x', 'a\u0000') },
+        ),
+      ),
+      capabilities: field(
+        fc.array(
+          fc.oneof(
+            { weight: 20, arbitrary: fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/) },
+            { weight: 1, arbitrary: fc.constantFrom('', 'a,b', ' x') },
+          ),
+          { minLength: 0, maxLength: 40 },
+        ),
+      ),
+      capacity: field(fc.integer({ min: -2, max: 200_000 })),
+      heartbeatMs: field(fc.integer({ min: 0, max: 4_000_000 })),
+    },
+    { requiredKeys: [] },
+  )
+  .chain((o) => extras(['admin', 'source', 'instance', '__proto__', 'constructor', 'x']).map((extra) => ({ ...o, ...extra })));
+const heartbeatShape = fc
+  .record(
+    { completed: field(fc.nat()), failed: field(fc.nat()), consecutiveFailures: field(fc.nat()), inFlight: field(fc.nat()) },
+    { requiredKeys: [] },
+  )
+  .chain((o) => extras(['capacity', 'id', '__proto__', 'x']).map((extra) => ({ ...o, ...extra })));
 
 /** JSON text of a value with the keys JSON.stringify would drop (undefined) left out, plus hand-made nasties. */
 const deep = (n: number, open: string, close: string, inner = '1') => `${open.repeat(n)}${inner}${close.repeat(n)}`;
@@ -217,9 +336,26 @@ const nastyJson = fc.oneof(
   fc.integer({ min: 1, max: 6_000 }).map((n) => `{"id":"a","capabilities":["x"],"capacity":${deep(n, '{"a":', '}')}}`),
   fc.integer({ min: 1, max: 30_000 }).map((n) => `{"id":"a","capabilities":["x"],"capacity":${deep(n, '[', ']')}}`),
   fc.integer({ min: 1, max: 30_000 }).map((n) => `{"completed":${deep(n, '[', ']')}}`),
-  fc.constantFrom('{"id":"a","capabilities":["x"],"capacity":1e400}', '{"capacity":-1e400}', '{"completed":1e21}', '{"id":"a","id":"b","capabilities":["x"]}',
-    '\uFEFF{"id":"a","capabilities":["x"]}', '{"__proto__":{"admin":true},"id":"a","capabilities":["x"]}', 'null', 'true', '"x"', '[]', '{}', '1', ' ', '\n', '{"id":"a","capabilities":["x"]}garbage',
-    `{"id":"${'x'.repeat(60_000)}","capabilities":["x"]}`, '{"id":"\\ud800","capabilities":["x"]}', '{"id":"a\\u0000","capabilities":["x"]}'),
+  fc.constantFrom(
+    '{"id":"a","capabilities":["x"],"capacity":1e400}',
+    '{"capacity":-1e400}',
+    '{"completed":1e21}',
+    '{"id":"a","id":"b","capabilities":["x"]}',
+    '\uFEFF{"id":"a","capabilities":["x"]}',
+    '{"__proto__":{"admin":true},"id":"a","capabilities":["x"]}',
+    'null',
+    'true',
+    '"x"',
+    '[]',
+    '{}',
+    '1',
+    ' ',
+    '\n',
+    '{"id":"a","capabilities":["x"]}garbage',
+    `{"id":"${'x'.repeat(60_000)}","capabilities":["x"]}`,
+    '{"id":"\\ud800","capabilities":["x"]}',
+    '{"id":"a\\u0000","capabilities":["x"]}',
+  ),
 );
 const bodyArb: fc.Arbitrary<Buffer | undefined> = fc.oneof(
   { weight: 2, arbitrary: fc.constant(undefined) },
@@ -233,7 +369,15 @@ const bodyArb: fc.Arbitrary<Buffer | undefined> = fc.oneof(
 const framingArb = fc.option(fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 5 }), { freq: 3 });
 
 const requestArb: fc.Arbitrary<RawRequest> = fc
-  .record({ method: methodArb, target: targetArb, contentType: contentTypeArb, auth: authArb, extra: fc.array(extraHeaderArb, { maxLength: 3 }), body: bodyArb, chunked: framingArb })
+  .record({
+    method: methodArb,
+    target: targetArb,
+    contentType: contentTypeArb,
+    auth: authArb,
+    extra: fc.array(extraHeaderArb, { maxLength: 3 }),
+    body: bodyArb,
+    chunked: framingArb,
+  })
   .map(({ method, target, contentType, auth, extra, body, chunked }) => {
     const headers: [string, string][] = [];
     if (contentType !== undefined) headers.push(['content-type', contentType]);
@@ -260,7 +404,8 @@ function validRegistration(text: string): string | undefined {
   if (Object.keys(o).some((k) => !['id', 'capabilities', 'capacity', 'heartbeatMs'].includes(k))) return undefined;
   if (typeof o.id !== 'string' || !ID_RE.test(o.id)) return undefined;
   const caps = o.capabilities;
-  if (!Array.isArray(caps) || caps.length < 1 || caps.length > 32 || !caps.every((c) => typeof c === 'string' && ID_RE.test(c))) return undefined;
+  if (!Array.isArray(caps) || caps.length < 1 || caps.length > 32 || !caps.every((c) => typeof c === 'string' && ID_RE.test(c)))
+    return undefined;
   if (o.capacity !== undefined && !isInt(o.capacity, 1, 100_000)) return undefined;
   if (o.heartbeatMs !== undefined && !isInt(o.heartbeatMs, 100, 3_600_000)) return undefined;
   return o.id;
@@ -305,14 +450,28 @@ describe('HTTP API fuzzing (fast-check, raw sockets, real Redis)', () => {
     // Processors live a minute here: the heartbeat target must not expire during the run.
     buffer = h.buffer({ strategy: 'least-loaded', processorTtlMs: 60_000 });
     api = await startHttpServer({
-      host: '127.0.0.1', port: 0, registry: h.metrics.registry, readiness: () => ({ ready: true, checks: {} }),
+      host: '127.0.0.1',
+      port: 0,
+      registry: h.metrics.registry,
+      readiness: () => ({ ready: true, checks: {} }),
       routes: [bufferApi(buffer, { heartbeatMs: 500, token: TOKEN })],
     });
     const other = createMetrics('fuzz-capture');
-    plain = await startHttpServer({ host: '127.0.0.1', port: 0, registry: other.registry, readiness: () => ({ ready: true, checks: { camera: 'online' } }) });
+    plain = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      registry: other.registry,
+      readiness: () => ({ ready: true, checks: { camera: 'online' } }),
+    });
   });
   afterAll(async () => {
-    if (process.env.FUZZ_STATS) console.log(Object.entries(STATS).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n}\t${k}`).join('\n'));
+    if (process.env.FUZZ_STATS)
+      console.log(
+        Object.entries(STATS)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${n}\t${k}`)
+          .join('\n'),
+      );
     await api?.close();
     await plain?.close();
     await h?.close();
@@ -341,18 +500,29 @@ describe('HTTP API fuzzing (fast-check, raw sockets, real Redis)', () => {
   });
 
   it('validates registration bodies field by field: 201 exactly for valid ones, 4xx naming the problem otherwise', async () => {
-    const body = bodyText(fc.oneof(
-      { weight: 6, arbitrary: registerShape.map((o) => JSON.stringify(o)) },
-      { weight: 2, arbitrary: nastyJson },
-      { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
-      { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify({ id: 'fz-x', capabilities: ['a'], capacity: v })) },
-    ));
+    const body = bodyText(
+      fc.oneof(
+        { weight: 6, arbitrary: registerShape.map((o) => JSON.stringify(o)) },
+        { weight: 2, arbitrary: nastyJson },
+        { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
+        {
+          weight: 1,
+          arbitrary: fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify({ id: 'fz-x', capabilities: ['a'], capacity: v })),
+        },
+      ),
+    );
     await fc.assert(
       fc.asyncProperty(body, fc.boolean(), async ({ text }, chunked) => {
         const before = await ids();
         const req: RawRequest = {
-          method: 'POST', target: '/processors', headers: [['content-type', 'application/json'], ['authorization', `Bearer ${TOKEN}`]],
-          body: Buffer.from(text), chunked: chunked ? [7, 300, 4096] : undefined,
+          method: 'POST',
+          target: '/processors',
+          headers: [
+            ['content-type', 'application/json'],
+            ['authorization', `Bearer ${TOKEN}`],
+          ],
+          body: Buffer.from(text),
+          chunked: chunked ? [7, 300, 4096] : undefined,
         };
         const res = await send(api.port, encode(req));
         checkAnswer(req, res);
@@ -372,20 +542,34 @@ describe('HTTP API fuzzing (fast-check, raw sockets, real Redis)', () => {
   });
 
   it('validates heartbeat bodies: 200 exactly for valid ones, and a rejected one changes no stats', async () => {
-    await buffer.registry.register({ id: HB_ID, capabilities: ['fz'], heartbeatMs: 500, source: 'api', instance: 'api',
-      stats: { capacity: 1, concurrency: 1, at: Date.now(), inFlight: 0, completed: 0, failed: 0, consecutiveFailures: 0 } });
-    const body = bodyText(fc.oneof(
-      { weight: 6, arbitrary: heartbeatShape.map((o) => JSON.stringify(o)) },
-      { weight: 2, arbitrary: nastyJson },
-      { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
-      { weight: 1, arbitrary: fc.constant('') },
-    ));
+    await buffer.registry.register({
+      id: HB_ID,
+      capabilities: ['fz'],
+      heartbeatMs: 500,
+      source: 'api',
+      instance: 'api',
+      stats: { capacity: 1, concurrency: 1, at: Date.now(), inFlight: 0, completed: 0, failed: 0, consecutiveFailures: 0 },
+    });
+    const body = bodyText(
+      fc.oneof(
+        { weight: 6, arbitrary: heartbeatShape.map((o) => JSON.stringify(o)) },
+        { weight: 2, arbitrary: nastyJson },
+        { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
+        { weight: 1, arbitrary: fc.constant('') },
+      ),
+    );
     await fc.assert(
       fc.asyncProperty(body, fc.boolean(), async ({ text }, chunked) => {
         const before = await hbStats();
         const req: RawRequest = {
-          method: 'POST', target: `/processors/${HB_ID}/heartbeat`, headers: [['content-type', 'application/json'], ['authorization', `Bearer ${TOKEN}`]],
-          body: Buffer.from(text), chunked: chunked && text.length ? [1, 64, 9000] : undefined,
+          method: 'POST',
+          target: `/processors/${HB_ID}/heartbeat`,
+          headers: [
+            ['content-type', 'application/json'],
+            ['authorization', `Bearer ${TOKEN}`],
+          ],
+          body: Buffer.from(text),
+          chunked: chunked && text.length ? [1, 64, 9000] : undefined,
         };
         const res = await send(api.port, encode(req));
         checkAnswer(req, res);

@@ -14,7 +14,11 @@ import { REDIS_URL, testRedis, uniquePrefix, waitFor } from '../helpers/redis.js
 import { harness, slowProcessor, type Harness } from './harness.js';
 
 /** Sends a body chunked (no Content-Length) of `total` bytes in 16 KiB writes; resolves with the answer, however early it comes. */
-function postChunked(url: string, total: number, headers: Record<string, string> = {}): Promise<{ status: number; body: string; sentBeforeAnswer: number }> {
+function postChunked(
+  url: string,
+  total: number,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; sentBeforeAnswer: number }> {
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered = false;
@@ -61,7 +65,10 @@ describe('buffer HTTP API (real Redis, in-process buffer)', () => {
     h.runtime(slowProcessor('motion-1', ['motion'], 0), { concurrency: 2 });
     buffer = h.buffer({ strategy: 'least-loaded' });
     server = await startHttpServer({
-      host: '127.0.0.1', port: 0, registry: h.metrics.registry, readiness: () => ({ ready: true, checks: {} }),
+      host: '127.0.0.1',
+      port: 0,
+      registry: h.metrics.registry,
+      readiness: () => ({ ready: true, checks: {} }),
       routes: [bufferApi(buffer, { heartbeatMs: 500 })],
     });
     base = `http://127.0.0.1:${server.port}`;
@@ -78,7 +85,15 @@ describe('buffer HTTP API (real Redis, in-process buffer)', () => {
     expect(list.status).toBe(200);
     expect(list.json.processors).toHaveLength(1);
     const p = list.json.processors[0];
-    expect(p).toMatchObject({ id: 'motion-1', capabilities: ['motion'], capacity: 32, depth: 0, load: 0, source: 'process', breaker: { state: 'closed' } });
+    expect(p).toMatchObject({
+      id: 'motion-1',
+      capabilities: ['motion'],
+      capacity: 32,
+      depth: 0,
+      load: 0,
+      source: 'process',
+      breaker: { state: 'closed' },
+    });
     expect(Object.values(p.instances)).toEqual([expect.objectContaining({ concurrency: 2, pid: process.pid })]);
     expect((await call('GET', '/processors/motion-1')).json.id).toBe('motion-1');
     expect(await call('GET', '/processors/nope')).toMatchObject({ status: 404, json: { error: 'no live processor nope' } });
@@ -111,11 +126,24 @@ describe('buffer HTTP API (real Redis, in-process buffer)', () => {
       ['POST', '/processors', undefined, 400, /a JSON object body is required/],
       ['POST', '/processors', '{"id":', 400, /not valid JSON/],
       ['POST', '/processors', '[1]', 400, /body must be a JSON object/],
-      ['POST', '/processors', 'id=x', 415, /content-type must be application\/json/, { 'content-type': 'application/x-www-form-urlencoded' }],
+      [
+        'POST',
+        '/processors',
+        'id=x',
+        415,
+        /content-type must be application\/json/,
+        { 'content-type': 'application/x-www-form-urlencoded' },
+      ],
       ['POST', '/processors', { id: 'a b', capabilities: ['x'] }, 400, /field id must be/],
       ['POST', '/processors', { id: 'a', capabilities: [] }, 400, /field capabilities must be/],
       ['POST', '/processors', { id: 'a', capabilities: ['x', 7] }, 400, /field capabilities must be/],
-      ['POST', '/processors', { id: 'a', capabilities: ['x'], capacity: 0 }, 400, /field capacity must be an integer between 1 and 100000, got 0/],
+      [
+        'POST',
+        '/processors',
+        { id: 'a', capabilities: ['x'], capacity: 0 },
+        400,
+        /field capacity must be an integer between 1 and 100000, got 0/,
+      ],
       ['POST', '/processors', { id: 'a', capabilities: ['x'], capacity: '5' }, 400, /field capacity/],
       ['POST', '/processors', { id: 'a', capabilities: ['x'], admin: true }, 400, /unknown field "admin"/],
       ['POST', '/processors', { id: 'x'.repeat(MAX_BODY_BYTES), capabilities: ['x'] }, 413, /body too large/],
@@ -144,7 +172,8 @@ describe('buffer HTTP API (real Redis, in-process buffer)', () => {
     const s = await call('GET', '/status');
     expect(s.status).toBe(200);
     expect(s.json).toMatchObject({
-      strategy: 'least-loaded', shedPolicy: 'lowest-priority',
+      strategy: 'least-loaded',
+      shedPolicy: 'lowest-priority',
       pressure: { level: 'normal', backlog: 0, capacity: 32, highBound: 128, criticalBound: 512, shedding: false },
       lanes: { high: 0, normal: 0, low: 0 },
       input: { stream: h.t.keys.captured, lag: 0, pending: 0 },
@@ -176,7 +205,11 @@ describe('buffer HTTP API: the token rule and body limits (issue #7)', () => {
     const headers: Record<string, string> = {};
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
     if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
-    const res = await fetch(`${opts.at ?? base}${path}`, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    const res = await fetch(`${opts.at ?? base}${path}`, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    });
     const text = await res.text();
     expect(text).not.toContain(TOKEN);
     expect(text).not.toContain(WRONG);
@@ -187,9 +220,14 @@ describe('buffer HTTP API: the token rule and body limits (issue #7)', () => {
   beforeAll(async () => {
     h = harness(await testRedis('api-token'));
     buffer = h.buffer({ processorTtlMs: 30_000 });
-    const serve = (host: string, token?: string) => startHttpServer({
-      host, port: 0, registry: h.metrics.registry, readiness: () => ({ ready: true, checks: {} }), routes: [bufferApi(buffer, { heartbeatMs: 500, token })],
-    });
+    const serve = (host: string, token?: string) =>
+      startHttpServer({
+        host,
+        port: 0,
+        registry: h.metrics.registry,
+        readiness: () => ({ ready: true, checks: {} }),
+        routes: [bufferApi(buffer, { heartbeatMs: 500, token })],
+      });
     [open, local, bare] = await Promise.all([serve('0.0.0.0', TOKEN), serve('127.0.0.1', TOKEN), serve('0.0.0.0')]);
     base = `http://127.0.0.1:${open.port}`;
   });
@@ -200,11 +238,26 @@ describe('buffer HTTP API: the token rule and body limits (issue #7)', () => {
   });
 
   it('tells loopback from exposed addresses, and refuses an exposed bind without a usable token', () => {
-    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1', '0:0:0:0:0:0:0:1']) expect(isLoopbackHost(host), host).toBe(true);
-    for (const host of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2', '::ffff:10.0.0.1', 'example.com', 'localhost.example.com', '128.0.0.1', '', 'fe80::1%eth0']) expect(isLoopbackHost(host), host).toBe(false);
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', 'LOCALHOST', '::ffff:127.0.0.1', '0:0:0:0:0:0:0:1'])
+      expect(isLoopbackHost(host), host).toBe(true);
+    for (const host of [
+      '0.0.0.0',
+      '::',
+      '10.0.0.5',
+      '192.168.1.2',
+      '::ffff:10.0.0.1',
+      'example.com',
+      'localhost.example.com',
+      '128.0.0.1',
+      '',
+      'fe80::1%eth0',
+    ])
+      expect(isLoopbackHost(host), host).toBe(false);
     expect(() => checkApiExposure('127.0.0.1', undefined)).not.toThrow();
     expect(() => checkApiExposure('0.0.0.0', TOKEN)).not.toThrow();
-    expect(() => checkApiExposure('0.0.0.0', undefined)).toThrow(/metricsHost \(DETEKTR_METRICS_HOST, --metrics-host\) is "0\.0\.0\.0", which is not loopback.*Set apiToken \(DETEKTR_API_TOKEN, --api-token\)/);
+    expect(() => checkApiExposure('0.0.0.0', undefined)).toThrow(
+      /metricsHost \(DETEKTR_METRICS_HOST, --metrics-host\) is "0\.0\.0\.0", which is not loopback.*Set apiToken \(DETEKTR_API_TOKEN, --api-token\)/,
+    );
     expect(() => checkApiExposure('::', undefined)).toThrow(/not loopback/);
     for (const bad of ['short', 'has a space in it!!', 'x'.repeat(4097), 'nön-ascii-token-value']) {
       let message = '';
@@ -226,9 +279,18 @@ describe('buffer HTTP API: the token rule and body limits (issue #7)', () => {
     expect(missing.json.error).toMatch(/needs the API token: send "Authorization: Bearer <apiToken>"/);
     expect(missing.headers.get('www-authenticate')).toBe('Bearer realm="detektr"');
     expect(missing.headers.get('content-type')).toBe('application/json');
-    expect(await call('POST', '/processors', { body: reg, token: WRONG })).toMatchObject({ status: 401, json: { error: 'wrong API token' } });
-    expect(await call('POST', '/processors', { body: reg, token: TOKEN.slice(0, -1) })).toMatchObject({ status: 401, json: { error: 'wrong API token' } });
-    const basic = await fetch(`${base}/processors`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` } });
+    expect(await call('POST', '/processors', { body: reg, token: WRONG })).toMatchObject({
+      status: 401,
+      json: { error: 'wrong API token' },
+    });
+    expect(await call('POST', '/processors', { body: reg, token: TOKEN.slice(0, -1) })).toMatchObject({
+      status: 401,
+      json: { error: 'wrong API token' },
+    });
+    const basic = await fetch(`${base}/processors`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` },
+    });
     expect(basic.status).toBe(401);
     expect(await basic.json()).toEqual({ error: 'Authorization must be "Bearer <apiToken>"' });
     expect(await ids()).toEqual([]); // nothing registered by all that
@@ -265,14 +327,19 @@ describe('buffer HTTP API: the token rule and body limits (issue #7)', () => {
     expect((await call('GET', '/processors', { at })).status).toBe(200);
   });
 
-  const lan = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
-  it.skipIf(!lan)('without a token, a server bound off loopback refuses changes that arrive over a non-loopback address (403)', async () => {
-    const viaLan = await call('POST', '/processors', { at: `http://${lan}:${bare.port}`, body: { id: 'tok-3', capabilities: ['x'] } });
-    expect(viaLan.status).toBe(403);
-    expect(viaLan.json.error).toMatch(/no apiToken is set \(DETEKTR_API_TOKEN\)/);
-    expect((await call('GET', '/processors', { at: `http://${lan}:${bare.port}` })).status).toBe(200);
-    expect(await ids()).toEqual([]);
-  });
+  const lan = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+  it.skipIf(!lan)(
+    'without a token, a server bound off loopback refuses changes that arrive over a non-loopback address (403)',
+    async () => {
+      const viaLan = await call('POST', '/processors', { at: `http://${lan}:${bare.port}`, body: { id: 'tok-3', capabilities: ['x'] } });
+      expect(viaLan.status).toBe(403);
+      expect(viaLan.json.error).toMatch(/no apiToken is set \(DETEKTR_API_TOKEN\)/);
+      expect((await call('GET', '/processors', { at: `http://${lan}:${bare.port}` })).status).toBe(200);
+      expect(await ids()).toEqual([]);
+    },
+  );
 
   it('limits bodies sent chunked without Content-Length, on register and heartbeat, answering before the client has sent it all', async () => {
     const auth = { authorization: `Bearer ${TOKEN}` };
@@ -321,12 +388,22 @@ describe('buffer HTTP API: the token rule and body limits (issue #7)', () => {
     });
 
     it('with --api-token on 0.0.0.0 it serves, asks for the token, and never logs it', async () => {
-      const p = spawnDetektr(['buffer', '--metrics-host', '0.0.0.0', '--metrics-port', '0', '--api-token', TOKEN, '--log-level', 'debug'], env);
+      const p = spawnDetektr(
+        ['buffer', '--metrics-host', '0.0.0.0', '--metrics-port', '0', '--api-token', TOKEN, '--log-level', 'debug'],
+        env,
+      );
       try {
-        const listening = await waitFor('buffer listening', () => {
-          const line = p.stderr().split('\n').find((l) => l.includes('"msg":"listening"'));
-          return line ? (JSON.parse(line) as { port: number }) : undefined;
-        }, 20_000);
+        const listening = await waitFor(
+          'buffer listening',
+          () => {
+            const line = p
+              .stderr()
+              .split('\n')
+              .find((l) => l.includes('"msg":"listening"'));
+            return line ? (JSON.parse(line) as { port: number }) : undefined;
+          },
+          20_000,
+        );
         const at = `http://127.0.0.1:${listening.port}`;
         expect((await call('POST', '/processors', { at, body: { id: 'cli-1', capabilities: ['x'] } })).status).toBe(401);
         expect((await call('POST', '/processors', { at, body: { id: 'cli-1', capabilities: ['x'] }, token: WRONG })).status).toBe(401);
@@ -356,7 +433,8 @@ describe('buffer HTTP API: the token rule and body limits (issue #7)', () => {
         expect(r.stdout, args.join(' ')).not.toContain(WRONG);
         expect(r.stderr, args.join(' ')).not.toContain(TOKEN);
         if (args.includes('--json')) {
-          const apiToken = (JSON.parse(r.stdout) as { values: Record<string, { value: unknown; source: string; env: string }> }).values.apiToken;
+          const apiToken = (JSON.parse(r.stdout) as { values: Record<string, { value: unknown; source: string; env: string }> }).values
+            .apiToken;
           expect(apiToken).toEqual({ value: '***', source: extra.DETEKTR_API_TOKEN ? 'env' : 'file', env: 'DETEKTR_API_TOKEN' });
         } else {
           expect(r.stdout).toMatch(/apiToken\s*│\s*\*\*\*\s*│/);

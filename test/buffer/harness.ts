@@ -34,13 +34,26 @@ export interface Harness {
 export function harness(t: TestRedis): Harness {
   const metrics = createMetrics('test');
   const h: Harness = {
-    t, metrics, buffers: [], runtimes: [], conns: [],
+    t,
+    metrics,
+    buffers: [],
+    runtimes: [],
+    conns: [],
     buffer(opts = {}) {
       const blocking = t.blocking.duplicate();
       h.conns.push(blocking);
       const b = new BufferService({
-        redis: t.redis, blocking, keys: t.keys, tracer: tracing.tracer, metrics, logger,
-        batchSize: 100, ...FAST, dispatchIntervalMs: 5, breakerCooldownMs: 1000, ...opts,
+        redis: t.redis,
+        blocking,
+        keys: t.keys,
+        tracer: tracing.tracer,
+        metrics,
+        logger,
+        batchSize: 100,
+        ...FAST,
+        dispatchIntervalMs: 5,
+        breakerCooldownMs: 1000,
+        ...opts,
       });
       h.buffers.push(b);
       void b.run();
@@ -50,15 +63,28 @@ export function harness(t: TestRedis): Harness {
       const blocking = t.blocking.duplicate();
       h.conns.push(blocking);
       const r = new ProcessorRuntime({
-        redis: t.redis, blocking, keys: t.keys, tracer: tracing.tracer, metrics, logger, processor, id: processor.name,
-        concurrency: 1, frameTimeoutMs: 5000, ...FAST, ...opts,
+        redis: t.redis,
+        blocking,
+        keys: t.keys,
+        tracer: tracing.tracer,
+        metrics,
+        logger,
+        processor,
+        id: processor.name,
+        concurrency: 1,
+        frameTimeoutMs: 5000,
+        ...FAST,
+        ...opts,
       });
       h.runtimes.push(r);
       void r.run();
       return r;
     },
     publish(f = {}) {
-      return publishFrame({ redis: t.redis, keys: t.keys, tracer: tracing.tracer, payloadTtlMs: 60_000, streamMaxLen: 10_000 }, { cameraId: 'cam', jpeg: JPEG, ...SYNTHETIC_JPEG_SIZE, ...f });
+      return publishFrame(
+        { redis: t.redis, keys: t.keys, tracer: tracing.tracer, payloadTtlMs: 60_000, streamMaxLen: 10_000 },
+        { cameraId: 'cam', jpeg: JPEG, ...SYNTHETIC_JPEG_SIZE, ...f },
+      );
     },
     async events() {
       const rows = await t.redis.xrange(t.keys.events, '-', '+');
@@ -80,7 +106,9 @@ export function harness(t: TestRedis): Harness {
 /** A processor that takes `ms` per frame (and records the order it saw frames in). */
 export function slowProcessor(name: string, capabilities: string[], ms: number, seen: string[] = []): Processor & { seen: string[] } {
   return {
-    name, capabilities, seen,
+    name,
+    capabilities,
+    seen,
     async process(frame): Promise<ProcessorResult> {
       seen.push(frame.frameId);
       if (ms) await new Promise((r) => setTimeout(r, ms));

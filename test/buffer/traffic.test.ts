@@ -26,10 +26,17 @@ describe('buffer under real traffic (real Redis)', () => {
     return m;
   };
   const settled = async (n: number, timeoutMs = 20_000) =>
-    waitFor(`${n} stages finished`, async () => {
-      const ev = await h.events();
-      return ev.filter((e) => e.type === 'processing.completed' || e.type === 'processing.failed' || e.type === 'frame.dropped').length >= n && ev;
-    }, timeoutMs);
+    waitFor(
+      `${n} stages finished`,
+      async () => {
+        const ev = await h.events();
+        return (
+          ev.filter((e) => e.type === 'processing.completed' || e.type === 'processing.failed' || e.type === 'frame.dropped').length >= n &&
+          ev
+        );
+      },
+      timeoutMs,
+    );
 
   it('routes by capability: one processor of each requested capability, all capabilities for none, a drop with its reason for an unknown one', async () => {
     h.runtime(slowProcessor('alpha', ['alpha'], 0));
@@ -57,7 +64,9 @@ describe('buffer under real traffic (real Redis)', () => {
     await waitFor('both registered', async () => (await h.buffers[0].liveProcessors()).length === 2);
     for (let i = 0; i < 40; i++) await h.publish({ capabilities: ['x'] });
     const events = await settled(40);
-    const counts = Object.fromEntries(['fast', 'slow'].map((id) => [id, byType(events, 'processing.completed').filter((e) => e.processorId === id).length]));
+    const counts = Object.fromEntries(
+      ['fast', 'slow'].map((id) => [id, byType(events, 'processing.completed').filter((e) => e.processorId === id).length]),
+    );
     expect(counts.fast + counts.slow).toBe(40);
     expect(counts.fast, JSON.stringify(counts)).toBeGreaterThan(2 * counts.slow);
     expect(counts.slow).toBeGreaterThan(0);
@@ -89,7 +98,8 @@ describe('buffer under real traffic (real Redis)', () => {
     let events = await settled(first.size);
     const homeOf = (sent: Map<string, string>, evs: LifecycleEvent[]) => {
       const homes = new Map<string, Set<string>>();
-      for (const e of byType(evs, 'frame.queued')) if (sent.has(e.frameId)) homes.set(sent.get(e.frameId)!, (homes.get(sent.get(e.frameId)!) ?? new Set()).add(e.processorId!));
+      for (const e of byType(evs, 'frame.queued'))
+        if (sent.has(e.frameId)) homes.set(sent.get(e.frameId)!, (homes.get(sent.get(e.frameId)!) ?? new Set()).add(e.processorId!));
       return homes;
     };
     const before = homeOf(first, events);
@@ -119,28 +129,42 @@ describe('buffer under real traffic (real Redis)', () => {
     // A placeholder with no room holds the frames in the lanes until the real processor starts.
     await h.t.redis.xadd(h.t.keys.ready('hold'), '*', 'x', '1'); // (its stream exists, full)
     const buffer = h.buffer({ starvationLimit: limit, pressureCritical: 1000, pressureHigh: 1000 });
-    await buffer.registry.register({ id: 'hold', capabilities: ['p'], heartbeatMs: 60_000, instance: 'hold', stats: { capacity: 0, concurrency: 1, at: Date.now(), inFlight: 0, completed: 0, failed: 0, consecutiveFailures: 0 } });
+    await buffer.registry.register({
+      id: 'hold',
+      capabilities: ['p'],
+      heartbeatMs: 60_000,
+      instance: 'hold',
+      stats: { capacity: 0, concurrency: 1, at: Date.now(), inFlight: 0, completed: 0, failed: 0, consecutiveFailures: 0 },
+    });
     const low: string[] = [];
     const high: string[] = [];
     for (let i = 0; i < 20; i++) low.push((await h.publish({ priority: 1, capabilities: ['p'] })).frameId);
     for (let i = 0; i < 20; i++) high.push((await h.publish({ priority: 9, capabilities: ['p'] })).frameId);
-    await waitFor('all 40 in the lanes', async () => (await h.t.redis.xlen(h.t.keys.lane('low'))) === 20 && (await h.t.redis.xlen(h.t.keys.lane('high'))) === 20);
+    await waitFor(
+      'all 40 in the lanes',
+      async () => (await h.t.redis.xlen(h.t.keys.lane('low'))) === 20 && (await h.t.redis.xlen(h.t.keys.lane('high'))) === 20,
+    );
     await buffer.registry.unregister('hold');
     h.runtime(slowProcessor('worker', ['p'], 5), { capacity: 1 });
     const events = await settled(40);
-    const order = byType(events, 'frame.queued').map((e) => (high.includes(e.frameId) ? 'H' : 'L')).join('');
+    const order = byType(events, 'frame.queued')
+      .map((e) => (high.includes(e.frameId) ? 'H' : 'L'))
+      .join('');
     // Strict priority would be 20 H then 20 L; the bound lets a waiting low frame in after at most `limit` highs.
     expect(order.slice(0, 16), order).toBe('HHHLHHHLHHHLHHHL');
     expect(order.replace(/L/g, '')).toHaveLength(20);
     // Within each lane, FIFO: the oldest low frame went first.
-    const lowOrder = byType(events, 'frame.queued').filter((e) => low.includes(e.frameId)).map((e) => e.frameId);
+    const lowOrder = byType(events, 'frame.queued')
+      .filter((e) => low.includes(e.frameId))
+      .map((e) => e.frameId);
     expect(lowOrder).toEqual(low);
   });
 
   it('opens the breaker of a failing processor (frames go to the healthy one), probes it half-open, closes when it recovers', async () => {
     let broken = true;
     const flaky: Processor = {
-      name: 'flaky', capabilities: ['x'],
+      name: 'flaky',
+      capabilities: ['x'],
       process() {
         if (broken) throw new Error('model not loaded');
         return { ok: true };
@@ -152,10 +176,13 @@ describe('buffer under real traffic (real Redis)', () => {
     await waitFor('both registered', async () => (await buffer.liveProcessors()).length === 2);
     const states: string[] = [];
     const watch = setInterval(() => {
-      void buffer.processorList().then((l) => {
-        const s = l.find((p) => p.id === 'flaky')?.breaker.state;
-        if (s && states.at(-1) !== s) states.push(s);
-      }).catch(() => undefined);
+      void buffer
+        .processorList()
+        .then((l) => {
+          const s = l.find((p) => p.id === 'flaky')?.breaker.state;
+          if (s && states.at(-1) !== s) states.push(s);
+        })
+        .catch(() => undefined);
     }, 50);
     try {
       for (let i = 0; i < 60; i++) {
@@ -173,16 +200,25 @@ describe('buffer under real traffic (real Redis)', () => {
       // It recovers: with traffic, the next probe completes and the breaker closes; it gets frames again.
       broken = false;
       let more = 0;
-      await waitFor('breaker closed again', async () => {
-        await h.publish({ capabilities: ['x'] });
-        more++;
-        return states.length > 3 && states.at(-1) === 'closed';
-      }, 15_000, 50);
+      await waitFor(
+        'breaker closed again',
+        async () => {
+          await h.publish({ capabilities: ['x'] });
+          more++;
+          return states.length > 3 && states.at(-1) === 'closed';
+        },
+        15_000,
+        50,
+      );
       for (let i = 0; i < 10; i++) await h.publish({ capabilities: ['x'] });
       events = await settled(70 + more);
       expect(byType(events, 'processing.completed').filter((e) => e.processorId === 'flaky').length).toBeGreaterThan(3);
-      const transitions = (await h.metrics.breakerTransitions.get()).values.filter((v) => v.labels.processor === 'flaky').map((v) => `${v.labels.to}:${v.value}`);
-      expect(transitions).toEqual(expect.arrayContaining([expect.stringMatching(/^open:\d/), expect.stringMatching(/^half-open:\d/), 'closed:1']));
+      const transitions = (await h.metrics.breakerTransitions.get()).values
+        .filter((v) => v.labels.processor === 'flaky')
+        .map((v) => `${v.labels.to}:${v.value}`);
+      expect(transitions).toEqual(
+        expect.arrayContaining([expect.stringMatching(/^open:\d/), expect.stringMatching(/^half-open:\d/), 'closed:1']),
+      );
     } finally {
       clearInterval(watch);
     }
@@ -195,10 +231,13 @@ describe('buffer under real traffic (real Redis)', () => {
     const levels = new Set<string>();
     let pausedWithUpstream = false;
     const watch = setInterval(() => {
-      void buffer.status().then((s) => {
-        levels.add(s.pressure.level);
-        if (s.pressure.level === 'critical' && s.pressure.upstream > 0) pausedWithUpstream = true;
-      }).catch(() => undefined);
+      void buffer
+        .status()
+        .then((s) => {
+          levels.add(s.pressure.level);
+          if (s.pressure.level === 'critical' && s.pressure.upstream > 0) pausedWithUpstream = true;
+        })
+        .catch(() => undefined);
     }, 20);
     const sent: { id: string; priority: number }[] = [];
     try {
@@ -216,7 +255,8 @@ describe('buffer under real traffic (real Redis)', () => {
       expect(completed.size + dropped.length).toBe(180);
       for (const f of sent) expect(completed.has(f.id) !== dropped.some((d) => d.frameId === f.id), f.id).toBe(true);
       expect(dropped.length).toBeGreaterThan(10);
-      for (const d of dropped) expect(d.reason).toMatch(/^backpressure: shed \(policy lowest-priority; \d+ frames waiting >= critical 4 = 4 x capacity 1/);
+      for (const d of dropped)
+        expect(d.reason).toMatch(/^backpressure: shed \(policy lowest-priority; \d+ frames waiting >= critical 4 = 4 x capacity 1/);
       const droppedLow = dropped.filter((d) => sent.find((f) => f.id === d.frameId)!.priority === 1).length;
       expect(droppedLow, `${droppedLow} of ${dropped.length} dropped are low`).toBeGreaterThanOrEqual(0.85 * dropped.length);
       const completedHigh = sent.filter((f) => f.priority === 9 && completed.has(f.id)).length;

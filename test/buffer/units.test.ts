@@ -19,10 +19,30 @@ function view(procs: { id: string; caps: string[]; depth?: number; capacity?: nu
 }
 
 function info(id: string, inst: Partial<InstanceStats> = {}, extra: Partial<ProcessorInfo> = {}): ProcessorInfo {
-  const stats: InstanceStats = { capacity: 4, concurrency: 1, at: Date.now(), inFlight: 0, completed: 0, failed: 0, consecutiveFailures: 0, ...inst };
+  const stats: InstanceStats = {
+    capacity: 4,
+    concurrency: 1,
+    at: Date.now(),
+    inFlight: 0,
+    completed: 0,
+    failed: 0,
+    consecutiveFailures: 0,
+    ...inst,
+  };
   return {
-    id, capabilities: ['x'], capacity: 4, registeredAt: 0, lastHeartbeat: stats.at, heartbeatMs: 100, source: 'process', instances: { a: stats },
-    completed: stats.completed, failed: stats.failed, consecutiveFailures: stats.consecutiveFailures, inFlight: 0, ...extra,
+    id,
+    capabilities: ['x'],
+    capacity: 4,
+    registeredAt: 0,
+    lastHeartbeat: stats.at,
+    heartbeatMs: 100,
+    source: 'process',
+    instances: { a: stats },
+    completed: stats.completed,
+    failed: stats.failed,
+    consecutiveFailures: stats.consecutiveFailures,
+    inFlight: 0,
+    ...extra,
   };
 }
 
@@ -58,7 +78,11 @@ describe('priority lanes', () => {
 describe('routing strategies', () => {
   it('least-loaded picks the lowest depth/capacity with room, counting what it sends', () => {
     const router = new Router(new LeastLoaded());
-    const v = view([{ id: 'a', caps: ['m'], depth: 3, capacity: 4 }, { id: 'b', caps: ['m'], depth: 0, capacity: 2 }, { id: 'c', caps: ['m'], depth: 1, capacity: 8 }]);
+    const v = view([
+      { id: 'a', caps: ['m'], depth: 3, capacity: 4 },
+      { id: 'b', caps: ['m'], depth: 0, capacity: 2 },
+      { id: 'c', caps: ['m'], depth: 1, capacity: 8 },
+    ]);
     const got: string[] = [];
     for (let i = 0; i < 11; i++) {
       const d = router.decide({ cameraId: 'k', capabilities: ['m'] }, v);
@@ -70,7 +94,11 @@ describe('routing strategies', () => {
 
   it('round-robin takes turns by id and skips full processors', () => {
     const router = new Router(new RoundRobin());
-    const v = view([{ id: 'p1', caps: ['m'], capacity: 100 }, { id: 'p2', caps: ['m'], capacity: 2 }, { id: 'p3', caps: ['m'], capacity: 100 }]);
+    const v = view([
+      { id: 'p1', caps: ['m'], capacity: 100 },
+      { id: 'p2', caps: ['m'], capacity: 2 },
+      { id: 'p3', caps: ['m'], capacity: 100 },
+    ]);
     const got = Array.from({ length: 9 }, () => {
       const d = router.decide({ cameraId: 'k', capabilities: ['m'] }, v);
       return d.kind === 'route' ? d.routes[0].processorId : d.kind;
@@ -105,9 +133,19 @@ describe('routing strategies', () => {
 
   it('routes a multi-capability frame to one processor of each, all or nothing', () => {
     const router = new Router(new LeastLoaded());
-    const v = view([{ id: 'm1', caps: ['motion'] }, { id: 'p1', caps: ['person'], capacity: 1 }, { id: 's1', caps: ['sample'] }]);
+    const v = view([
+      { id: 'm1', caps: ['motion'] },
+      { id: 'p1', caps: ['person'], capacity: 1 },
+      { id: 's1', caps: ['sample'] },
+    ]);
     const d1 = router.decide({ cameraId: 'k', capabilities: ['motion', 'person'] }, v);
-    expect(d1).toEqual({ kind: 'route', routes: [{ capability: 'motion', processorId: 'm1' }, { capability: 'person', processorId: 'p1' }] });
+    expect(d1).toEqual({
+      kind: 'route',
+      routes: [
+        { capability: 'motion', processorId: 'm1' },
+        { capability: 'person', processorId: 'p1' },
+      ],
+    });
     expect(router.decide({ cameraId: 'k', capabilities: ['motion', 'person'] }, v)).toEqual({ kind: 'wait', capability: 'person' });
     expect(v.healthy.get('motion')![0].depth).toBe(1); // the waiting frame took no room
     expect(router.decide({ cameraId: 'k', capabilities: [] }, v, false)).toEqual({ kind: 'wait', capability: 'person' });
@@ -127,7 +165,9 @@ describe('circuit breaker', () => {
     expect(b.allows('p', t0 + 1020)).toBe(true);
     b.routed('p', t0 + 1020);
     expect(b.allows('p', t0 + 1030)).toBe(false); // one probe at a time
-    expect(b.update([info('p', { at: t0 + 1100, consecutiveFailures: 0, failed: 3, completed: 1 })], t0 + 1100).map((x) => x.to)).toEqual(['closed']);
+    expect(b.update([info('p', { at: t0 + 1100, consecutiveFailures: 0, failed: 3, completed: 1 })], t0 + 1100).map((x) => x.to)).toEqual([
+      'closed',
+    ]);
     expect(b.allows('p', t0 + 1100)).toBe(true);
   });
 

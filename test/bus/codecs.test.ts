@@ -10,19 +10,28 @@ import type { FrameMessage } from '../../src/domain/frame.js';
 const name = fc.stringMatching(/^[A-Za-z0-9_.-]{1,64}$/);
 const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)).filter((s) => !/^0+$/.test(s));
 
-const frameArb = fc.record({
-  time: fc.integer({ min: 0, max: 2 ** 47 }),
-  cameraId: name,
-  width: fc.integer({ min: 1, max: 16384 }),
-  height: fc.integer({ min: 1, max: 16384 }),
-  sizeBytes: fc.integer({ min: 0, max: 1 << 28 }),
-  priority: fc.integer({ min: 0, max: 9 }),
-  capabilities: fc.uniqueArray(name, { maxLength: 4 }),
-  trace: fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }),
-}).map(({ time, trace, ...r }): FrameMessage => {
-  const frameId = newFrameId(time);
-  return { frameId, capturedAt: frameIdTime(frameId), format: 'jpeg', payloadKey: `detektr:frame:${frameId}`, traceparent: trace ? `00-${trace[0]}-${trace[1]}-01` : undefined, ...r };
-});
+const frameArb = fc
+  .record({
+    time: fc.integer({ min: 0, max: 2 ** 47 }),
+    cameraId: name,
+    width: fc.integer({ min: 1, max: 16384 }),
+    height: fc.integer({ min: 1, max: 16384 }),
+    sizeBytes: fc.integer({ min: 0, max: 1 << 28 }),
+    priority: fc.integer({ min: 0, max: 9 }),
+    capabilities: fc.uniqueArray(name, { maxLength: 4 }),
+    trace: fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }),
+  })
+  .map(({ time, trace, ...r }): FrameMessage => {
+    const frameId = newFrameId(time);
+    return {
+      frameId,
+      capturedAt: frameIdTime(frameId),
+      format: 'jpeg',
+      payloadKey: `detektr:frame:${frameId}`,
+      traceparent: trace ? `00-${trace[0]}-${trace[1]}-01` : undefined,
+      ...r,
+    };
+  });
 
 function fieldsOf(f: FrameMessage): Record<string, string> {
   const list = encodeFrame(f);
@@ -32,18 +41,32 @@ const toList = (o: Record<string, string>) => Object.entries(o).flat();
 
 describe('frame message codec', () => {
   it('round-trips any valid frame', () => {
-    fc.assert(fc.property(frameArb, (f) => {
-      expect(decodeFrame(encodeFrame(f))).toEqual(f);
-    }));
+    fc.assert(
+      fc.property(frameArb, (f) => {
+        expect(decodeFrame(encodeFrame(f))).toEqual(f);
+      }),
+    );
   });
 
   it('rejects each malformed field with an error naming it', () => {
     const good = fieldsOf(fc.sample(frameArb, 1)[0]);
     const cases: [string, string | undefined][] = [
-      ['frame_id', 'nope'], ['frame_id', undefined], ['camera_id', 'has space'], ['width', '-3'], ['width', '1.5'],
-      ['height', 'abc'], ['priority', '10'], ['size_bytes', '1e3'], ['traceparent', '00-zz-11-01'],
-      ['traceparent', `00-${'0'.repeat(32)}-${'1'.repeat(16)}-01`], ['captured_at', '1'], ['v', '2'], ['v', undefined],
-      ['capabilities', 'a,,b'], ['frame_id', 'ZZZZZZZZZZZZZZZZZZZZZZZZZZ'], ['frame_id', '7ZZZZZZZZZ0000000000000000'],
+      ['frame_id', 'nope'],
+      ['frame_id', undefined],
+      ['camera_id', 'has space'],
+      ['width', '-3'],
+      ['width', '1.5'],
+      ['height', 'abc'],
+      ['priority', '10'],
+      ['size_bytes', '1e3'],
+      ['traceparent', '00-zz-11-01'],
+      ['traceparent', `00-${'0'.repeat(32)}-${'1'.repeat(16)}-01`],
+      ['captured_at', '1'],
+      ['v', '2'],
+      ['v', undefined],
+      ['capabilities', 'a,,b'],
+      ['frame_id', 'ZZZZZZZZZZZZZZZZZZZZZZZZZZ'],
+      ['frame_id', '7ZZZZZZZZZ0000000000000000'],
     ];
     for (const [field, value] of cases) {
       const f = { ...good };
@@ -61,13 +84,15 @@ describe('frame message codec', () => {
   });
 
   it('never throws anything but MalformedMessageError on arbitrary input', () => {
-    fc.assert(fc.property(fc.array(fc.string({ maxLength: 80 }), { maxLength: 40 }), (list) => {
-      try {
-        decodeFrame(list);
-      } catch (e) {
-        expect(e).toBeInstanceOf(MalformedMessageError);
-      }
-    }));
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 80 }), { maxLength: 40 }), (list) => {
+        try {
+          decodeFrame(list);
+        } catch (e) {
+          expect(e).toBeInstanceOf(MalformedMessageError);
+        }
+      }),
+    );
   });
 });
 
@@ -85,7 +110,9 @@ describe('what every decoder rejects (consumer-fuzz found these)', () => {
 
   it('duplicated names, too many fields, over-long names and values (read or not)', () => {
     expect(fieldOf(() => decodeFrame([...toList(good()), 'width', '7']))).toBe('width');
-    expect(fieldOf(() => decodeFrame([...toList(good()), ...Array.from({ length: 100 }, (_, i) => [`x${i}`, '1']).flat()]))).toMatch(/entry has 11\d fields/);
+    expect(fieldOf(() => decodeFrame([...toList(good()), ...Array.from({ length: 100 }, (_, i) => [`x${i}`, '1']).flat()]))).toMatch(
+      /entry has 11\d fields/,
+    );
     expect(fieldOf(() => decodeFrame([...toList(good()), 'n'.repeat(65), '1']))).toBe('n'.repeat(32));
     expect(fieldOf(() => decodeFrame([...toList(good()), 'junk', 'j'.repeat(65_537)]))).toBe('junk');
   });
@@ -96,10 +123,12 @@ describe('what every decoder rejects (consumer-fuzz found these)', () => {
     expect(fieldOf(() => decodeEvent(set('frame_id', '8ZZZZZZZZZZZZZZZZZZZZZZZZZ')))).toBe('frame_id');
     expect(fieldOf(() => decodeEvent(set('frame_id', '7ZZZZZZZZZ0000000000000000')))).toBe('frame_id');
     expect(fieldOf(() => decodeEvent(set('event_id', 'ZZZZZZZZZZZZZZZZZZZZZZZZZZ')))).toBe('event_id');
-    fc.assert(fc.property(fc.stringMatching(/^[0-9A-HJKMNP-TV-Z]{26}$/), (id) => {
-      fieldOf(() => decodeFrame(toList({ ...good(), frame_id: id })));
-      fieldOf(() => decodeBusEvent(set('frame_id', id)));
-    }));
+    fc.assert(
+      fc.property(fc.stringMatching(/^[0-9A-HJKMNP-TV-Z]{26}$/), (id) => {
+        fieldOf(() => decodeFrame(toList({ ...good(), frame_id: id })));
+        fieldOf(() => decodeBusEvent(set('frame_id', id)));
+      }),
+    );
   });
 
   it('JSON nested deeper than 32 levels (JSON.stringify and jsonb overflow their stacks at a few thousand)', () => {
@@ -129,16 +158,21 @@ describe('lifecycle event codec', () => {
       source: name,
       processorId: fc.option(name, { nil: undefined }),
       attempt: fc.option(fc.integer({ min: 1, max: 100 }), { nil: undefined }),
-      durationMs: fc.option(fc.integer({ min: 0, max: 1_000_000 }).map((n) => n / 1000), { nil: undefined }),
+      durationMs: fc.option(
+        fc.integer({ min: 0, max: 1_000_000 }).map((n) => n / 1000),
+        { nil: undefined },
+      ),
       error: fc.option(fc.string({ minLength: 1, maxLength: 200 }), { nil: undefined }),
       trace: fc.option(fc.tuple(hex(32), hex(16), fc.boolean()), { nil: undefined }),
       data: fc.option(fc.dictionary(name, fc.oneof(fc.integer(), fc.string())), { nil: undefined }),
     });
-    fc.assert(fc.property(eventArb, ({ trace, ...e }) => {
-      const ev = makeEvent({ ...e, frameId: newFrameId(), ...(trace ? { traceId: trace[0], spanId: trace[1], sampled: trace[2] } : {}) });
-      const back = decodeEvent(encodeEvent(ev));
-      expect(JSON.parse(JSON.stringify(back))).toEqual(JSON.parse(JSON.stringify(ev)));
-    }));
+    fc.assert(
+      fc.property(eventArb, ({ trace, ...e }) => {
+        const ev = makeEvent({ ...e, frameId: newFrameId(), ...(trace ? { traceId: trace[0], spanId: trace[1], sampled: trace[2] } : {}) });
+        const back = decodeEvent(encodeEvent(ev));
+        expect(JSON.parse(JSON.stringify(back))).toEqual(JSON.parse(JSON.stringify(ev)));
+      }),
+    );
   });
 
   it('rejects unknown types and bad data, naming the field', () => {

@@ -16,7 +16,18 @@ export interface StreamBackend {
 
 function frame(): FrameMessage {
   const frameId = newFrameId();
-  return { frameId, cameraId: 'cam', capturedAt: frameIdTime(frameId), width: 4, height: 4, format: 'jpeg', sizeBytes: 10, priority: 5, payloadKey: 'x', capabilities: [] };
+  return {
+    frameId,
+    cameraId: 'cam',
+    capturedAt: frameIdTime(frameId),
+    width: 4,
+    height: 4,
+    format: 'jpeg',
+    sizeBytes: 10,
+    priority: 5,
+    payloadKey: 'x',
+    capabilities: [],
+  };
 }
 
 const fieldsOf = (list: string[]) => Object.fromEntries(Array.from({ length: list.length / 2 }, (_, i) => [list[2 * i], list[2 * i + 1]]));
@@ -47,10 +58,25 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
       await t.cleanup();
     });
 
-    function startConsumer(consumer: string, handle: (e: Entry<FrameMessage>[], c: StreamConsumer<FrameMessage>) => Promise<void>, extra: Partial<StreamConsumerOptions<FrameMessage>> = {}) {
+    function startConsumer(
+      consumer: string,
+      handle: (e: Entry<FrameMessage>[], c: StreamConsumer<FrameMessage>) => Promise<void>,
+      extra: Partial<StreamConsumerOptions<FrameMessage>> = {},
+    ) {
       const c = new StreamConsumer<FrameMessage>({
-        redis: t.redis, blocking: t.blocking, keys: t.keys, stream: t.keys.captured, group: 'g', consumer,
-        decode: decodeFrame, handle, batchSize: 10, blockMs: 100, claimIdleMs: 300, maxDeliveries: 3, ...extra,
+        redis: t.redis,
+        blocking: t.blocking,
+        keys: t.keys,
+        stream: t.keys.captured,
+        group: 'g',
+        consumer,
+        decode: decodeFrame,
+        handle,
+        batchSize: 10,
+        blockMs: 100,
+        claimIdleMs: 300,
+        maxDeliveries: 3,
+        ...extra,
       });
       consumers.push(c);
       void c.run();
@@ -79,10 +105,14 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         const good = frame();
         await t.redis.xadd(t.keys.captured, '*', ...encodeFrame(good));
         const got: string[] = [];
-        startConsumer('c1', async (entries, c) => {
-          got.push(...entries.map((e) => e.message.frameId));
-          await c.ack(entries.map((e) => e.id));
-        }, { metrics });
+        startConsumer(
+          'c1',
+          async (entries, c) => {
+            got.push(...entries.map((e) => e.message.frameId));
+            await c.ack(entries.map((e) => e.id));
+          },
+          { metrics },
+        );
         await waitFor('the good frame', () => got.length === 1);
         expect(got).toEqual([good.frameId]);
         const dead = await t.redis.xrange(t.keys.deadLetter, '-', '+');
@@ -102,10 +132,14 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         // A consumer that read the entry and died before acking it.
         await t.redis.xreadgroup('GROUP', 'g', 'dead', 'COUNT', 10, 'STREAMS', t.keys.captured, '>');
         const got: Entry<FrameMessage>[] = [];
-        startConsumer('survivor', async (entries, c) => {
-          got.push(...entries);
-          await c.ack(entries.map((e) => e.id));
-        }, { claimIdleMs: 200 });
+        startConsumer(
+          'survivor',
+          async (entries, c) => {
+            got.push(...entries);
+            await c.ack(entries.map((e) => e.id));
+          },
+          { claimIdleMs: 200 },
+        );
         await waitFor('the reclaimed frame', () => got.length === 1);
         expect(got[0].message.frameId).toBe(f.frameId);
         expect(got[0].deliveries).toBe(2);
@@ -120,10 +154,14 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         await t.redis.xclaim(t.keys.captured, 'g', 'dead2', 0, id);
         await t.redis.xclaim(t.keys.captured, 'g', 'dead3', 0, id);
         const handled: string[] = [];
-        startConsumer('survivor', async (entries, c) => {
-          handled.push(...entries.map((e) => e.id));
-          await c.ack(entries.map((e) => e.id));
-        }, { claimIdleMs: 100 });
+        startConsumer(
+          'survivor',
+          async (entries, c) => {
+            handled.push(...entries.map((e) => e.id));
+            await c.ack(entries.map((e) => e.id));
+          },
+          { claimIdleMs: 100 },
+        );
         await waitFor('dead-lettered', async () => (await t.redis.xlen(t.keys.deadLetter)) === 1, 10_000);
         expect(handled).toEqual([]);
         const [[, fields]] = await t.redis.xrange(t.keys.deadLetter, '-', '+');
@@ -150,9 +188,13 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         for (let i = 0; i < 3; i++) await t.redis.xadd(t.keys.captured, '*', ...encodeFrame(frame()));
         await t.redis.xreadgroup('GROUP', 'g', 'dead', 'COUNT', 10, 'STREAMS', t.keys.captured, '>');
         await t.redis.xtrim(t.keys.captured, 'MAXLEN', 0);
-        startConsumer('survivor', async (entries, c) => {
-          await c.ack(entries.map((e) => e.id));
-        }, { claimIdleMs: 100 });
+        startConsumer(
+          'survivor',
+          async (entries, c) => {
+            await c.ack(entries.map((e) => e.id));
+          },
+          { claimIdleMs: 100 },
+        );
         await waitFor('trimmed counted', async () => (await t.redis.hget(t.keys.counters, `trimmed:${t.keys.captured}`)) === '3');
         expect(await pendingCount()).toBe(0);
       });
@@ -161,22 +203,31 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         const trimmed = async () => Number((await t.redis.hget(t.keys.counters, `trimmed:${t.keys.captured}`)) ?? 0);
         const handled: string[] = [];
         const add = async (n: number, maxlen?: number) => {
-          for (let i = 0; i < n; i++) await t.redis.xadd(t.keys.captured, ...(maxlen ? ['MAXLEN', String(maxlen)] : []), '*', ...encodeFrame(frame()));
+          for (let i = 0; i < n; i++)
+            await t.redis.xadd(t.keys.captured, ...(maxlen ? ['MAXLEN', String(maxlen)] : []), '*', ...encodeFrame(frame()));
         };
         // No group yet: 20 published, 15 trimmed away before any consumer came.
         await add(20, 5);
-        const c = startConsumer('late', async (entries, self) => {
-          handled.push(...entries.map((e) => e.id));
-          await self.ack(entries.map((e) => e.id));
-        }, { claimIdleMs: 200 });
+        const c = startConsumer(
+          'late',
+          async (entries, self) => {
+            handled.push(...entries.map((e) => e.id));
+            await self.ack(entries.map((e) => e.id));
+          },
+          { claimIdleMs: 200 },
+        );
         await waitFor('15 trimmed counted, 5 handled', async () => (await trimmed()) === 15 && handled.length === 5);
         // The group has read: 10 more of which 5 are trimmed unread while the consumer is stopped.
         await c.close();
         await add(10, 5);
-        startConsumer('back', async (entries, self) => {
-          handled.push(...entries.map((e) => e.id));
-          await self.ack(entries.map((e) => e.id));
-        }, { claimIdleMs: 200 });
+        startConsumer(
+          'back',
+          async (entries, self) => {
+            handled.push(...entries.map((e) => e.id));
+            await self.ack(entries.map((e) => e.id));
+          },
+          { claimIdleMs: 200 },
+        );
         await waitFor('5 more trimmed counted, 5 more handled', async () => (await trimmed()) === 20 && handled.length === 10);
         // No trimming: nothing more counted, and the group's lag is true again.
         await add(3);
@@ -190,10 +241,14 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         await t.redis.xgroup('CREATE', t.keys.captured, 'g', '0', 'MKSTREAM');
         for (let i = 0; i < 5; i++) await t.redis.xadd(t.keys.captured, '*', ...encodeFrame(frame()));
         let seen = 0;
-        startConsumer('c1', async (entries, c) => {
-          seen += entries.length;
-          await c.ack(entries.map((e) => e.id));
-        }, { deleteOnAck: true, batchSize: () => 2 });
+        startConsumer(
+          'c1',
+          async (entries, c) => {
+            seen += entries.length;
+            await c.ack(entries.map((e) => e.id));
+          },
+          { deleteOnAck: true, batchSize: () => 2 },
+        );
         await waitFor('5 handled', () => seen === 5);
         await waitFor('stream empty', async () => (await t.redis.xlen(t.keys.captured)) === 0);
         expect(await groupLag(t.redis, t.keys.captured)).toEqual([{ stream: t.keys.captured, group: 'g', lag: 0, pending: 0 }]);
@@ -237,7 +292,7 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
 
       it('a blocked reader on a stream gets an entry only once when two readers wait', async () => {
         await t.redis.xgroup('CREATE', t.keys.captured, 'g', '$', 'MKSTREAM');
-        const other = (await testRedis('contract2', backend.url));
+        const other = await testRedis('contract2', backend.url);
         try {
           const a = t.blocking.xreadgroup('GROUP', 'g', 'a', 'COUNT', 1, 'BLOCK', 1500, 'STREAMS', t.keys.captured, '>');
           const b = other.blocking.xreadgroup('GROUP', 'g', 'b', 'COUNT', 1, 'BLOCK', 1500, 'STREAMS', t.keys.captured, '>');
@@ -257,13 +312,19 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         expect(await groupLag(t.redis, t.keys.events)).toEqual([{ stream: t.keys.events, group: 'g', lag: 0, pending: 0 }]);
         for (let i = 0; i < 5; i++) await t.redis.xadd(t.keys.events, '*', 'i', String(i));
         expect(await groupLag(t.redis, t.keys.events)).toEqual([{ stream: t.keys.events, group: 'g', lag: 5, pending: 0 }]);
-        const [[, read]] = (await t.redis.xreadgroup('GROUP', 'g', 'c', 'COUNT', 2, 'STREAMS', t.keys.events, '>')) as [string, [string, string[]][]][];
+        const [[, read]] = (await t.redis.xreadgroup('GROUP', 'g', 'c', 'COUNT', 2, 'STREAMS', t.keys.events, '>')) as [
+          string,
+          [string, string[]][],
+        ][];
         expect(await groupLag(t.redis, t.keys.events)).toEqual([{ stream: t.keys.events, group: 'g', lag: 3, pending: 2 }]);
         await t.redis.xack(t.keys.events, 'g', read[0][0]);
         expect(await groupLag(t.redis, t.keys.events)).toEqual([{ stream: t.keys.events, group: 'g', lag: 3, pending: 1 }]);
         await t.redis.xgroup('CREATE', t.keys.events, 'late', '$');
         const lags = await groupLag(t.redis, t.keys.events);
-        expect(lags.map((l) => [l.group, l.lag, l.pending])).toEqual([['g', 3, 1], ['late', 0, 0]]);
+        expect(lags.map((l) => [l.group, l.lag, l.pending])).toEqual([
+          ['g', 3, 1],
+          ['late', 0, 0],
+        ]);
       });
 
       it('XPENDING extended form with a consumer filter, and XINFO CONSUMERS', async () => {
@@ -273,12 +334,21 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         await t.redis.xreadgroup('GROUP', 'g', 'b', 'COUNT', 2, 'STREAMS', t.keys.events, '>');
         const summary = (await t.redis.xpending(t.keys.events, 'g')) as [number, string, string, [string, string][]];
         expect(summary[0]).toBe(3);
-        expect(summary[3]).toEqual([['a', '1'], ['b', '2']]);
+        expect(summary[3]).toEqual([
+          ['a', '1'],
+          ['b', '2'],
+        ]);
         const ofB = (await t.redis.xpending(t.keys.events, 'g', '-', '+', 10, 'b')) as [string, string, number, number][];
-        expect(ofB.map((r) => [r[1], r[3]])).toEqual([['b', 1], ['b', 1]]);
+        expect(ofB.map((r) => [r[1], r[3]])).toEqual([
+          ['b', 1],
+          ['b', 1],
+        ]);
         expect(await t.redis.xpending(t.keys.events, 'g', '-', '+', 10, 'nobody')).toEqual([]);
         const consumers = (await t.redis.xinfo('CONSUMERS', t.keys.events, 'g')) as unknown[][];
-        expect(consumers.map((c) => [c[1], c[3]])).toEqual([['a', 1], ['b', 2]]);
+        expect(consumers.map((c) => [c[1], c[3]])).toEqual([
+          ['a', 1],
+          ['b', 2],
+        ]);
         await expect(t.redis.xpending(t.keys.events, 'nogroup')).rejects.toThrow(/NOGROUP/);
       });
     });
@@ -301,9 +371,14 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
       });
 
       it('MULTI/EXEC: the queued commands run together (each sees the ones before it)', async () => {
-        const res = await t.redis.multi()
-          .xadd(t.keys.events, '*', 'a', '1').xadd(t.keys.events, '*', 'a', '2').xlen(t.keys.events)
-          .hincrby(t.keys.counters, 'n', 1).hincrby(t.keys.counters, 'n', 1).exec();
+        const res = await t.redis
+          .multi()
+          .xadd(t.keys.events, '*', 'a', '1')
+          .xadd(t.keys.events, '*', 'a', '2')
+          .xlen(t.keys.events)
+          .hincrby(t.keys.counters, 'n', 1)
+          .hincrby(t.keys.counters, 'n', 1)
+          .exec();
         expect(res!.map(([, v]) => v).slice(2)).toEqual([2, 1, 2]);
       });
 
@@ -353,8 +428,18 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
           return {1, redis.call('XLEN', KEYS[2]), st.at}`;
         await t.redis.xgroup('CREATE', t.keys.captured, 'g', '0', 'MKSTREAM');
         await t.redis.xadd(t.keys.captured, '*', 'k', 'v');
-        const [[, [[id]]]] = (await t.redis.xreadgroup('GROUP', 'g', 'c', 'STREAMS', t.keys.captured, '>')) as [string, [string, string[]][]][];
-        const args: [number, ...string[]] = [2, t.keys.captured, t.keys.results, 'g', id, JSON.stringify({ at: 1_700_000_000_123, n: 'x' })];
+        const [[, [[id]]]] = (await t.redis.xreadgroup('GROUP', 'g', 'c', 'STREAMS', t.keys.captured, '>')) as [
+          string,
+          [string, string[]][],
+        ][];
+        const args: [number, ...string[]] = [
+          2,
+          t.keys.captured,
+          t.keys.results,
+          'g',
+          id,
+          JSON.stringify({ at: 1_700_000_000_123, n: 'x' }),
+        ];
         const sha = (await t.redis.script('LOAD', lua)) as string;
         await t.redis.script('FLUSH');
         await expect(t.redis.evalsha(sha, ...args)).rejects.toThrow(/NOSCRIPT/);
@@ -363,7 +448,9 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         const [[, fields]] = await t.redis.xrange(t.keys.results, '-', '+');
         expect(fieldsOf(fields).n).toBe('x');
         expect(Number(fieldsOf(fields).at)).toBe(1_700_000_000_123);
-        await expect(t.redis.eval("return redis.call('HSET', KEYS[1], 'f')", 1, t.keys.results)).rejects.toThrow(/^ERR Wrong number of args calling Redis command from script/);
+        await expect(t.redis.eval("return redis.call('HSET', KEYS[1], 'f')", 1, t.keys.results)).rejects.toThrow(
+          /^ERR Wrong number of args calling Redis command from script/,
+        );
       });
 
       it('SCAN with MATCH and COUNT visits every key once the cursor returns to 0', async () => {
@@ -380,7 +467,9 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
       });
 
       it('answers an unknown command with ERR unknown command', async () => {
-        await expect((t.redis as unknown as { call(...a: string[]): Promise<unknown> }).call('NOSUCHCOMMAND', 'x')).rejects.toThrow(/^ERR unknown command 'NOSUCHCOMMAND'/);
+        await expect((t.redis as unknown as { call(...a: string[]): Promise<unknown> }).call('NOSUCHCOMMAND', 'x')).rejects.toThrow(
+          /^ERR unknown command 'NOSUCHCOMMAND'/,
+        );
       });
     });
   });

@@ -45,9 +45,13 @@ describe('camera settings from the config file', () => {
     expect(front.settings).toBeUndefined();
     expect(yard).toMatchObject({ id: 'yard', kind: 'rtsp' });
     expect(yard.settings).toEqual({
-      fps: 2, transport: 'udp', timeoutMs: 3000, stallTimeoutMs: 20_000,
+      fps: 2,
+      transport: 'udp',
+      timeoutMs: 3000,
+      stallTimeoutMs: 20_000,
       validation: { policy: { corrupt: 'drop', black: 'drop', frozen: 'flag' }, frozenAfterMs: 30_000 },
-      thumbnailWidth: 160, ffmpegOptions: { buffer_size: '1048576', reorder_queue_size: '0' },
+      thumbnailWidth: 160,
+      ffmpegOptions: { buffer_size: '1048576', reorder_queue_size: '0' },
     });
   });
 
@@ -59,7 +63,11 @@ describe('camera settings from the config file', () => {
     const y = effectiveSettings(yard, defaults);
     expect(y.fps).toBe(2);
     expect(y.timeoutMs).toBe(3000);
-    expect(y.validation).toEqual({ ...DEFAULT_CAMERA_SETTINGS.validation, policy: { corrupt: 'drop', black: 'drop', frozen: 'flag' }, frozenAfterMs: 30_000 });
+    expect(y.validation).toEqual({
+      ...DEFAULT_CAMERA_SETTINGS.validation,
+      policy: { corrupt: 'drop', black: 'drop', frozen: 'flag' },
+      frozenAfterMs: 30_000,
+    });
     expect(y.ffmpegOptions).toEqual({ max_delay: '500000', buffer_size: '1048576', reorder_queue_size: '0' });
   });
 
@@ -71,8 +79,19 @@ describe('camera settings from the config file', () => {
   it('reads the capture keys from flags, environment and file', () => {
     const path = configFile('camera-timeout: 2s\nrtsp-transport: udp\ninvalid-frames: drop\n');
     const { config } = loadConfig({ env: { DETEKTR_STALL_TIMEOUT: '4s' }, configPath: path, flags: { offlineGrace: '1m' } });
-    expect(config).toMatchObject({ cameraTimeout: 2000, rtspTransport: 'udp', invalidFrames: 'drop', stallTimeout: 4000, offlineGrace: 60_000, frozenAfter: 10_000, thumbnailWidth: 0, reconnectMax: 30_000 });
-    expect(() => loadConfig({ env: { DETEKTR_RTSP_TRANSPORT: 'sctp' }, cwd: '/x' })).toThrow('DETEKTR_RTSP_TRANSPORT: "sctp" must be one of tcp, udp');
+    expect(config).toMatchObject({
+      cameraTimeout: 2000,
+      rtspTransport: 'udp',
+      invalidFrames: 'drop',
+      stallTimeout: 4000,
+      offlineGrace: 60_000,
+      frozenAfter: 10_000,
+      thumbnailWidth: 0,
+      reconnectMax: 30_000,
+    });
+    expect(() => loadConfig({ env: { DETEKTR_RTSP_TRANSPORT: 'sctp' }, cwd: '/x' })).toThrow(
+      'DETEKTR_RTSP_TRANSPORT: "sctp" must be one of tcp, udp',
+    );
   });
 
   it.each([
@@ -95,7 +114,10 @@ describe('camera settings from the config file', () => {
   });
 
   it('parses --ffmpeg-option key=value lists', () => {
-    expect(parseFfmpegOptions('--ffmpeg-option', ['buffer_size=1048576', 'max_delay = 0'])).toEqual({ buffer_size: '1048576', max_delay: '0' });
+    expect(parseFfmpegOptions('--ffmpeg-option', ['buffer_size=1048576', 'max_delay = 0'])).toEqual({
+      buffer_size: '1048576',
+      max_delay: '0',
+    });
     expect(() => parseFfmpegOptions('--ffmpeg-option', ['novalue'])).toThrow('--ffmpeg-option: "novalue" must be key=value');
   });
 });
@@ -103,8 +125,12 @@ describe('camera settings from the config file', () => {
 describe('classifyFailure', () => {
   it("uses FFmpeg's own error codes", () => {
     expect(AV).toMatchObject({
-      EOF: C.AVERROR_EOF, INVALIDDATA: C.AVERROR_INVALIDDATA, HTTP_UNAUTHORIZED: C.AVERROR_HTTP_UNAUTHORIZED,
-      HTTP_FORBIDDEN: C.AVERROR_HTTP_FORBIDDEN, HTTP_NOT_FOUND: C.AVERROR_HTTP_NOT_FOUND, HTTP_SERVER_ERROR: C.AVERROR_HTTP_SERVER_ERROR,
+      EOF: C.AVERROR_EOF,
+      INVALIDDATA: C.AVERROR_INVALIDDATA,
+      HTTP_UNAUTHORIZED: C.AVERROR_HTTP_UNAUTHORIZED,
+      HTTP_FORBIDDEN: C.AVERROR_HTTP_FORBIDDEN,
+      HTTP_NOT_FOUND: C.AVERROR_HTTP_NOT_FOUND,
+      HTTP_SERVER_ERROR: C.AVERROR_HTTP_SERVER_ERROR,
     });
   });
 
@@ -127,9 +153,15 @@ describe('classifyFailure', () => {
 
   it('reads timeouts, stalls and explicit reasons', () => {
     expect(classifyFailure(new SourceTimeoutError('x', { stage: 'open' }))).toEqual({ reason: 'timeout', permanent: false });
-    expect(classifyFailure(new SourceTimeoutError('x', { stage: 'read', reason: 'stalled' }))).toEqual({ reason: 'stalled', permanent: false });
+    expect(classifyFailure(new SourceTimeoutError('x', { stage: 'read', reason: 'stalled' }))).toEqual({
+      reason: 'stalled',
+      permanent: false,
+    });
     expect(classifyFailure(new TimeoutError('x'))).toEqual({ reason: 'timeout', permanent: false });
-    expect(classifyFailure(new SourceError('x', { stage: 'open', reason: 'host_not_found' }))).toEqual({ reason: 'host_not_found', permanent: true });
+    expect(classifyFailure(new SourceError('x', { stage: 'open', reason: 'host_not_found' }))).toEqual({
+      reason: 'host_not_found',
+      permanent: true,
+    });
     expect(classifyFailure(new Error('x'))).toEqual({ reason: 'error', permanent: false });
   });
 

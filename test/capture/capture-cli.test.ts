@@ -44,17 +44,35 @@ describe('detektr capture (CLI)', () => {
       const good = `rtsp://admin:${PASSWORD}@127.0.0.1:${cam.port}/cam`;
       const bad = `rtsp://admin:${WRONG}@127.0.0.1:${cam.port}/cam`;
       const p = spawnDetektr(
-        ['capture', '--camera', `front=${good}`, '--camera', `yard=${bad}`, '--fps', '5', '--metrics-port', String(port), '--log-level', 'debug'],
+        [
+          'capture',
+          '--camera',
+          `front=${good}`,
+          '--camera',
+          `yard=${bad}`,
+          '--fps',
+          '5',
+          '--metrics-port',
+          String(port),
+          '--log-level',
+          'debug',
+        ],
         { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '200' },
       );
       procs.push(p);
       const frames = async () => (await t.redis.xrange(t.keys.captured, '-', '+')).length;
       await waitFor('frames from front', async () => (await frames()) >= 5, 20_000);
       const base = `http://127.0.0.1:${port}`;
-      await waitFor('yard reported offline', async () => /yard/.test(await (await fetch(`${base}/readyz`)).text()) && /401/.test(await (await fetch(`${base}/cameras`)).text()), 10_000);
+      await waitFor(
+        'yard reported offline',
+        async () => /yard/.test(await (await fetch(`${base}/readyz`)).text()) && /401/.test(await (await fetch(`${base}/cameras`)).text()),
+        10_000,
+      );
       const metrics = await (await fetch(`${base}/metrics`)).text();
       const readyz = await (await fetch(`${base}/readyz`)).text();
-      const cameras = await (await fetch(`${base}/cameras`)).json() as { cameras: { id: string; state: string; lastError?: string; url: string }[] };
+      const cameras = (await (await fetch(`${base}/cameras`)).json()) as {
+        cameras: { id: string; state: string; lastError?: string; url: string }[];
+      };
       expect(metrics).toMatch(/detektr_frames_published_total\{[^}]*camera="front"[^}]*\} [1-9]/);
       expect(metrics).toMatch(/detektr_capture_stream_up\{[^}]*camera="front"[^}]*\} 1/);
       expect(metrics).toMatch(/detektr_capture_stream_up\{[^}]*camera="yard"[^}]*\} 0/);
@@ -66,14 +84,23 @@ describe('detektr capture (CLI)', () => {
       expect(await p.stop(15_000)).toBe(0);
       const events = (await t.redis.xrange(t.keys.events, '-', '+')).map(([, f]) => decodeBusEvent(f));
       const frontEvents = events.filter((e) => e.cameraId === 'front' && isCameraEvent(e));
-      expect(frontEvents.map((e) => [e.type, e.reason])).toEqual([['camera.online', undefined], ['camera.offline', 'stopped']]);
+      expect(frontEvents.map((e) => [e.type, e.reason])).toEqual([
+        ['camera.online', undefined],
+        ['camera.offline', 'stopped'],
+      ]);
       const captured = events.filter((e): e is LifecycleEvent => e.type === 'frame.captured');
       // Graceful: every frame read was published (its event and message both there).
       expect(captured.length).toBe(await frames());
       await waitFor('spans exported', () => otlp.spans.some((s) => s.name === 'capture_frame'), 5000);
 
       const everything = [
-        p.stdout(), p.stderr(), metrics, readyz, JSON.stringify(cameras), JSON.stringify(otlp.spans), JSON.stringify(events),
+        p.stdout(),
+        p.stderr(),
+        metrics,
+        readyz,
+        JSON.stringify(cameras),
+        JSON.stringify(otlp.spans),
+        JSON.stringify(events),
         JSON.stringify(await t.redis.xrange(t.keys.captured, '-', '+')),
       ].join('\n');
       expect(everything).toContain('admin:***@');
@@ -113,19 +140,23 @@ describe('detektr capture (CLI)', () => {
 
   it('reads cameras and their own settings from the config file', async () => {
     const file = join(dir, 'detektr.yml');
-    writeFileSync(file, [
-      'fps: 5',
-      'cameras:',
-      '  - id: slow',
-      '    url: lavfi:testsrc2=size=160x120:rate=25',
-      '    fps: 2',
-      '    thumbnail-width: 40',
-      '  - fast=lavfi:testsrc2=size=160x120:rate=25',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      file,
+      [
+        'fps: 5',
+        'cameras:',
+        '  - id: slow',
+        '    url: lavfi:testsrc2=size=160x120:rate=25',
+        '    fps: 2',
+        '    thumbnail-width: 40',
+        '  - fast=lavfi:testsrc2=size=160x120:rate=25',
+        '',
+      ].join('\n'),
+    );
     const r = await runDetektr(['capture', '--config', file, '--max-frames', '3'], env, 30_000);
     expect(r.code, r.stderr).toBe(0);
-    const events = (await t.redis.xrange(t.keys.events, '-', '+')).map(([, f]) => decodeBusEvent(f))
+    const events = (await t.redis.xrange(t.keys.events, '-', '+'))
+      .map(([, f]) => decodeBusEvent(f))
       .filter((e): e is LifecycleEvent => e.type === 'frame.captured' && (e.cameraId === 'slow' || e.cameraId === 'fast'));
     const pts = (id: string) => events.filter((e) => e.cameraId === id).map((e) => e.data?.ptsMs);
     expect(pts('slow')).toEqual([0, 520, 1000]);

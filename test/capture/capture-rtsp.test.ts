@@ -45,7 +45,9 @@ describe('capture from RTSP cameras', () => {
         parseCameraSpec(`hevc=${h265.url}`),
         { ...parseCameraSpec(`udp=${h264.url}`), settings: { transport: 'udp' } },
       ],
-      fps: 5, maxFrames: 10, payloadTtlMs: 30_000,
+      fps: 5,
+      maxFrames: 10,
+      payloadTtlMs: 30_000,
     });
     await h.running;
     for (const cam of ['avc', 'hevc', 'udp']) {
@@ -75,7 +77,10 @@ describe('capture from RTSP cameras', () => {
       expect(events.map((e) => e.frameId)).toEqual(frames.map((f) => f.frameId));
       expect(events[0].data).toMatchObject({ width: 320, height: 240, format: 'jpeg', sizeBytes: frames[0].sizeBytes });
       const camEvents = await h.cameraEvents(cam);
-      expect(camEvents.map((e) => [e.type, e.reason])).toEqual([['camera.online', undefined], ['camera.offline', 'stopped']]);
+      expect(camEvents.map((e) => [e.type, e.reason])).toEqual([
+        ['camera.online', undefined],
+        ['camera.offline', 'stopped'],
+      ]);
       expect(camEvents[0].data).toMatchObject({ codec: cam === 'hevc' ? 'hevc' : 'h264', width: 320, height: 240 });
       // camera.online comes before the camera's first frame in the stream.
       const all = await h.events();
@@ -98,7 +103,10 @@ describe('a camera that dies and comes back', () => {
     const cam = await server({ speed: 2 });
     const h = await capture({
       cameras: [parseCameraSpec(`door=${cam.url}`)],
-      fps: 5, settings: { timeoutMs: 2000 }, reconnect: { baseMs: 150, maxMs: 2400, healthyAfterMs: 500 }, offlineGraceMs: 700,
+      fps: 5,
+      settings: { timeoutMs: 2000 },
+      reconnect: { baseMs: 150, maxMs: 2400, healthyAfterMs: 500 },
+      offlineGraceMs: 700,
     });
     const st = h.service.status.get('door')!;
     await waitFor('frames from door', () => st.published >= 3, 15_000);
@@ -146,7 +154,9 @@ describe('a camera that hangs (SIGSTOP)', () => {
     const TIMEOUT = 1500;
     const h = await capture({
       cameras: [parseCameraSpec(`gate=${cam.url}`), parseCameraSpec('synthetic=lavfi:testsrc2=size=160x120:rate=25')],
-      fps: 5, settings: { timeoutMs: TIMEOUT }, reconnect: { baseMs: 200, maxMs: 1000 },
+      fps: 5,
+      settings: { timeoutMs: TIMEOUT },
+      reconnect: { baseMs: 200, maxMs: 1000 },
     });
     const gate = h.service.status.get('gate')!;
     const synthetic = h.service.status.get('synthetic')!;

@@ -53,7 +53,9 @@ describe('cameras that cannot work', () => {
     writeFileSync(join(dir, 'not-a-video.mp4'), 'hello, I am text\n'.repeat(100));
     const h = await startCapture({
       cameras: [parseCameraSpec(`good=${cam.authUrl}`), ...Object.entries(bad).map(([id, url]) => parseCameraSpec(`${id}=${url}`))],
-      fps: 5, reconnect: { baseMs: 100, maxMs: 400 }, settings: { timeoutMs: 2000 },
+      fps: 5,
+      reconnect: { baseMs: 100, maxMs: 400 },
+      settings: { timeoutMs: 2000 },
     });
     const status = h.service.status;
     await waitFor('every bad camera failed', () => Object.keys(bad).every((id) => status.get(id)!.state === 'failed'), 20_000);
@@ -64,9 +66,18 @@ describe('cameras that cannot work', () => {
 
     const expected: Record<string, [string, RegExp]> = {
       creds: ['unauthorized', /^Cannot open video source "rtsp:\/\/admin:\*\*\*@127\.0\.0\.1:\d+\/cam": Server returned 401 Unauthorized/],
-      path: ['not_found', /^Cannot open video source "rtsp:\/\/admin:\*\*\*@127\.0\.0\.1:\d+\/no-such-stream": Server returned 404 Not Found$/],
-      host: ['host_not_found', /^Cannot open video source "rtsp:\/\/admin:\*\*\*@no-such-camera\.invalid:554\/cam": host "no-such-camera\.invalid" not found$/],
-      web: ['not_video', /^Cannot open video source "rtsp:\/\/admin:\*\*\*@127\.0\.0\.1:\d+\/cam": Invalid data found when processing input$/],
+      path: [
+        'not_found',
+        /^Cannot open video source "rtsp:\/\/admin:\*\*\*@127\.0\.0\.1:\d+\/no-such-stream": Server returned 404 Not Found$/,
+      ],
+      host: [
+        'host_not_found',
+        /^Cannot open video source "rtsp:\/\/admin:\*\*\*@no-such-camera\.invalid:554\/cam": host "no-such-camera\.invalid" not found$/,
+      ],
+      web: [
+        'not_video',
+        /^Cannot open video source "rtsp:\/\/admin:\*\*\*@127\.0\.0\.1:\d+\/cam": Invalid data found when processing input$/,
+      ],
       file: ['not_video', /^Cannot open video source ".*not-a-video\.mp4": Invalid data found when processing input$/],
     };
     for (const [id, [reason, message]] of Object.entries(expected)) {
@@ -76,7 +87,10 @@ describe('cameras that cannot work', () => {
       // Retried (each failure counted) but announced once.
       expect(s.failures, id).toBeGreaterThanOrEqual(3);
       const events = await h.cameraEvents(id);
-      expect(events.map((e) => [e.type, e.reason]), id).toEqual([['camera.offline', reason]]);
+      expect(
+        events.map((e) => [e.type, e.reason]),
+        id,
+      ).toEqual([['camera.offline', reason]]);
       expect(String(events[0].data?.error)).toMatch(message);
     }
     expect(h.service.readiness().ready).toBe(false);
@@ -95,9 +109,14 @@ describe('cameras that cannot work', () => {
   });
 
   it('gives up when the only camera cannot work, saying why', async () => {
-    const h = await startCapture({ cameras: [parseCameraSpec('only=rtsp://u:pw@no-such-camera.invalid/cam')], reconnect: { baseMs: 50, maxMs: 100 } });
+    const h = await startCapture({
+      cameras: [parseCameraSpec('only=rtsp://u:pw@no-such-camera.invalid/cam')],
+      reconnect: { baseMs: 50, maxMs: 100 },
+    });
     harnesses.push(h);
-    await expect(h.running).rejects.toThrow('camera "only": Cannot open video source "rtsp://u:***@no-such-camera.invalid/cam": host "no-such-camera.invalid" not found');
+    await expect(h.running).rejects.toThrow(
+      'camera "only": Cannot open video source "rtsp://u:***@no-such-camera.invalid/cam": host "no-such-camera.invalid" not found',
+    );
     expect(h.service.failure).toBeDefined();
   });
 });
@@ -123,23 +142,34 @@ describe('frozen and black pictures', () => {
       cameras: [
         parseCameraSpec(`still=${still.url}`),
         parseCameraSpec(`photo=file://${photo}`),
-        { ...parseCameraSpec('dark=lavfi:color=black:size=160x120:rate=25'), settings: { validation: { policy: { ...DEFAULT_VALIDATION.policy, black: 'drop' } } } },
+        {
+          ...parseCameraSpec('dark=lavfi:color=black:size=160x120:rate=25'),
+          settings: { validation: { policy: { ...DEFAULT_VALIDATION.policy, black: 'drop' } } },
+        },
         parseCameraSpec('moving=lavfi:testsrc2=size=160x120:rate=25'),
       ],
-      fps: 5, settings: { validation: { ...DEFAULT_VALIDATION, frozenAfterMs }, thumbnailWidth: 32 },
+      fps: 5,
+      settings: { validation: { ...DEFAULT_VALIDATION, frozenAfterMs }, thumbnailWidth: 32 },
     });
     harnesses.push(h);
     const status = h.service.status;
     await waitFor('still and photo frozen', () => status.get('still')!.frozen && status.get('photo')!.frozen, 15_000);
     expect(await h.metric('detektr_capture_frozen', { camera: 'still' })).toBe(1);
     expect(h.service.readiness().checks['camera:photo']).toBe('online (frozen)');
-    await waitFor('more frozen frames', async () => (await h.frameEvents('photo')).filter((e) => (e.data?.flags as string[] | undefined)?.includes('frozen')).length >= 3, 10_000);
+    await waitFor(
+      'more frozen frames',
+      async () => (await h.frameEvents('photo')).filter((e) => (e.data?.flags as string[] | undefined)?.includes('frozen')).length >= 3,
+      10_000,
+    );
     // Stop, so that events, frames and metrics below are read at rest.
     await h.service.close();
 
     for (const id of ['still', 'photo']) {
       const camEvents = await h.cameraEvents(id);
-      expect(camEvents.map((e) => e.type), id).toEqual(['camera.online', 'camera.frozen', 'camera.offline']);
+      expect(
+        camEvents.map((e) => e.type),
+        id,
+      ).toEqual(['camera.online', 'camera.frozen', 'camera.offline']);
       expect(camEvents[2].reason).toBe('stopped');
       expect(camEvents[1].reason).toMatch(/^picture unchanged for \d+(\.\d)? s$/);
       expect(Number(camEvents[1].data?.frozenMs)).toBeGreaterThanOrEqual(frozenAfterMs);

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { Decoder, Demuxer, Encoder, Muxer, pipeline } from 'node-av/api';
 import { FF_ENCODER_LIBX264 } from 'node-av/constants';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openVideoSource, ReaderThread, type CapturedImage, type OpenInfo, type ReaderStats, type VideoSourceOptions } from '../../src/capture/video-source.js';
+import {
+  openVideoSource,
+  ReaderThread,
+  type CapturedImage,
+  type OpenInfo,
+  type ReaderStats,
+  type VideoSourceOptions,
+} from '../../src/capture/video-source.js';
 import type { SourceTimeoutError } from '../../src/capture/source-errors.js';
 import { ConnectionError, InvalidInputError, TimeoutError } from '../../src/domain/errors.js';
 
@@ -33,7 +40,7 @@ async function failure(opts: VideoSourceOptions): Promise<Error> {
 
 /** Width and height from the JPEG's SOFn header. */
 function jpegSize(jpeg: Buffer): { width: number; height: number } {
-  for (let i = 2; i + 8 < jpeg.length; ) {
+  for (let i = 2; i + 8 < jpeg.length;) {
     if (jpeg[i] !== 0xff) throw new Error(`bad JPEG marker at ${i}`);
     const marker = jpeg[i + 1];
     if (marker >= 0xc0 && marker <= 0xc3) return { height: jpeg.readUInt16BE(i + 5), width: jpeg.readUInt16BE(i + 7) };
@@ -552,7 +559,10 @@ describe('openVideoSource: validation, thumbnails, stalls, backlog', () => {
       expect(f.drop).toBeUndefined();
       expectJpeg(f, 160, 120);
     }
-    const dropped = await take({ url: BLACK, kind: 'lavfi', fps: 25, validation: { policy: { corrupt: 'drop', black: 'drop', frozen: 'flag' } } }, 3);
+    const dropped = await take(
+      { url: BLACK, kind: 'lavfi', fps: 25, validation: { policy: { corrupt: 'drop', black: 'drop', frozen: 'flag' } } },
+      3,
+    );
     for (const f of dropped) {
       expect(f.drop).toBe('black');
       expect(f.jpeg.length).toBe(0);
@@ -657,7 +667,13 @@ describe('openVideoSource: damaged and silent live streams', () => {
     let frames = 0;
     let garbageAt = 0;
     try {
-      const source = openVideoSource({ url: `rtsp://u:secret@127.0.0.1:${cam.port}/cam`, kind: 'rtsp', fps: 10, readTimeoutMs: 5000, stallTimeoutMs: 1000 });
+      const source = openVideoSource({
+        url: `rtsp://u:secret@127.0.0.1:${cam.port}/cam`,
+        kind: 'rtsp',
+        fps: 10,
+        readTimeoutMs: 5000,
+        stallTimeoutMs: 1000,
+      });
       for await (const _ of source) {
         if (++frames === 2) {
           cam.garbage();

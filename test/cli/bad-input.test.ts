@@ -15,10 +15,20 @@ describe('CLI bad input (exit 2, the input named)', () => {
   const cases: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
     ['unknown flag', ['buffer', '--bogus'], {}, /unknown option '--bogus'/],
     ['unknown command', ['teleport'], {}, /unknown command 'teleport'/],
-    ['bad duration', ['process', '--processor', 'sample', '--frame-timeout', 'soonish'], {}, /--frame-timeout: "soonish" is not a duration/],
+    [
+      'bad duration',
+      ['process', '--processor', 'sample', '--frame-timeout', 'soonish'],
+      {},
+      /--frame-timeout: "soonish" is not a duration/,
+    ],
     ['bad integer flag', ['process', '--processor', 'sample', '--concurrency', '0'], {}, /--concurrency "0"/],
     ['bad URL in the environment', ['buffer'], { REDIS_URL: 'not a url' }, /REDIS_URL: "not a url" is not a valid URL/],
-    ['bad URL flag, password redacted', ['store', '--database-url', 'postgres://u:hunter2@ bad/x'], {}, /--database-url: "postgres:\/\/u:\*\*\*@ bad\/x" is not a valid URL/],
+    [
+      'bad URL flag, password redacted',
+      ['store', '--database-url', 'postgres://u:hunter2@ bad/x'],
+      {},
+      /--database-url: "postgres:\/\/u:\*\*\*@ bad\/x" is not a valid URL/,
+    ],
     ['malformed frame id', ['trace', 'find', 'frame-42'], {}, /"frame-42" is not a ULID/],
     ['unreadable config file', ['buffer', '--config', join(dir, 'missing.yml')], {}, /config file .*missing\.yml: cannot be read/],
     ['unknown config key', ['buffer', '--config', badKey], {}, /unknown key "frames_per_second"/],

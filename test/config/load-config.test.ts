@@ -51,7 +51,9 @@ describe('config', () => {
   });
 
   it('reports an unreadable or invalid config file by path', () => {
-    expect(() => loadConfig({ env: {}, configPath: '/nonexistent/detektr.yml' })).toThrow(/config file \/nonexistent\/detektr.yml: cannot be read/);
+    expect(() => loadConfig({ env: {}, configPath: '/nonexistent/detektr.yml' })).toThrow(
+      /config file \/nonexistent\/detektr.yml: cannot be read/,
+    );
     const path = configFile('fps: [1, 2\n');
     expect(() => loadConfig({ env: {}, configPath: path })).toThrow(/not valid YAML/);
   });
@@ -64,7 +66,11 @@ describe('config', () => {
       expect((err as Error).message).not.toContain('hunter2');
       expect((err as Error).message).toContain('DATABASE_URL');
     }
-    const { config } = loadConfig({ env: { DATABASE_URL: 'postgres://app:hunter2@db/x' }, cwd: '/x', flags: { cameras: ['front=rtsp://admin:hunter2@cam/s'] } });
+    const { config } = loadConfig({
+      env: { DATABASE_URL: 'postgres://app:hunter2@db/x' },
+      cwd: '/x',
+      flags: { cameras: ['front=rtsp://admin:hunter2@cam/s'] },
+    });
     const printed = JSON.stringify(redactedConfig(config));
     expect(printed).not.toContain('hunter2');
     expect(printed).toContain('postgres://app:***@db/x');

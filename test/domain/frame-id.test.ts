@@ -19,7 +19,10 @@ describe('FrameId', () => {
   });
 
   it('is unique across two processes generating 100k ids each in the same milliseconds', () => {
-    const run = () => execFileSync(process.execPath, ['--input-type=module', '-e', GENERATE], { cwd: process.cwd(), maxBuffer: 64 << 20 }).toString().split('\n');
+    const run = () =>
+      execFileSync(process.execPath, ['--input-type=module', '-e', GENERATE], { cwd: process.cwd(), maxBuffer: 64 << 20 })
+        .toString()
+        .split('\n');
     const [a, b] = [run(), run()];
     expect(a).toHaveLength(100_000);
     expect(b).toHaveLength(100_000);

@@ -26,8 +26,13 @@ describe('pipeline end to end (separate processes, real Redis + PostgreSQL)', ()
     t = await testRedis('e2e');
     otlp = await startOtlpReceiver();
     env = {
-      REDIS_URL, DATABASE_URL: TEST_DATABASE_URL, DETEKTR_PREFIX: t.prefix, DETEKTR_DB_SCHEMA: schema,
-      DETEKTR_METRICS_PORT: '0', OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '200',
+      REDIS_URL,
+      DATABASE_URL: TEST_DATABASE_URL,
+      DETEKTR_PREFIX: t.prefix,
+      DETEKTR_DB_SCHEMA: schema,
+      DETEKTR_METRICS_PORT: '0',
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
     };
     pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 2 });
   });
@@ -56,10 +61,15 @@ describe('pipeline end to end (separate processes, real Redis + PostgreSQL)', ()
     workers.push(capture);
     const code = await capture.exited;
     expect(code, capture.stderr()).toBe(0);
-    await waitFor(`${FRAMES} completed frames in PostgreSQL`, async () => {
-      const r = await pool.query(`SELECT count(*)::int AS n FROM "${schema}".frame_metadata WHERE state = 'completed'`);
-      return r.rows[0].n === FRAMES;
-    }, 30_000, 100);
+    await waitFor(
+      `${FRAMES} completed frames in PostgreSQL`,
+      async () => {
+        const r = await pool.query(`SELECT count(*)::int AS n FROM "${schema}".frame_metadata WHERE state = 'completed'`);
+        return r.rows[0].n === FRAMES;
+      },
+      30_000,
+      100,
+    );
     elapsedMs = Date.now() - started;
     console.log(`${FRAMES} frames end to end (process start to last completed journey stored): ${elapsedMs} ms`);
     frames = (await pool.query(`SELECT frame_id, state, trace_id FROM "${schema}".frame_metadata ORDER BY frame_id`)).rows;
@@ -67,14 +77,21 @@ describe('pipeline end to end (separate processes, real Redis + PostgreSQL)', ()
     expect(new Set(frames.map((f) => f.trace_id)).size).toBe(FRAMES);
     const events = await pool.query(`SELECT type, count(*)::int AS n FROM "${schema}".frame_events GROUP BY type ORDER BY type`);
     expect(Object.fromEntries(events.rows.map((r) => [r.type, r.n]))).toEqual({
-      'frame.captured': FRAMES, 'frame.queued': FRAMES, 'processing.started': FRAMES, 'processing.completed': FRAMES,
+      'frame.captured': FRAMES,
+      'frame.queued': FRAMES,
+      'processing.started': FRAMES,
+      'processing.completed': FRAMES,
     });
   }, 90_000);
 
   it('stops every worker cleanly on SIGTERM, leaving nothing pending', async () => {
     const codes = await Promise.all(workers.map((w) => w.stop(15_000)));
     expect(codes).toEqual(codes.map(() => 0));
-    for (const [stream, group] of [[t.keys.captured, 'buffer'], [t.keys.ready('sample'), 'processor'], [t.keys.events, 'store']]) {
+    for (const [stream, group] of [
+      [t.keys.captured, 'buffer'],
+      [t.keys.ready('sample'), 'processor'],
+      [t.keys.events, 'store'],
+    ]) {
       const [pending] = (await t.redis.xpending(stream, group)) as [number];
       expect(pending, `${stream} ${group}`).toBe(0);
     }
@@ -87,7 +104,12 @@ describe('pipeline end to end (separate processes, real Redis + PostgreSQL)', ()
     for (const f of frames) {
       const spans = byTrace.get(f.trace_id) ?? [];
       const services = new Set(spans.map((s) => s.service));
-      expect([...services].sort(), `trace of ${f.frame_id}`).toEqual(['detektr-buffer', 'detektr-capture', 'detektr-process', 'detektr-store']);
+      expect([...services].sort(), `trace of ${f.frame_id}`).toEqual([
+        'detektr-buffer',
+        'detektr-capture',
+        'detektr-process',
+        'detektr-store',
+      ]);
       const ids = new Set(spans.map((s) => s.spanId));
       const roots = spans.filter((s) => !s.parentSpanId);
       expect(roots.map((s) => s.name)).toEqual(['capture_frame']);
@@ -116,7 +138,12 @@ describe('pipeline end to end (separate processes, real Redis + PostgreSQL)', ()
     expect(j.frameId).toBe(f.frame_id);
     expect(j.state).toBe('completed');
     expect(j.traceId).toBe(f.trace_id);
-    expect(j.events.map((e: { type: string }) => e.type)).toEqual(['frame.captured', 'frame.queued', 'processing.started', 'processing.completed']);
+    expect(j.events.map((e: { type: string }) => e.type)).toEqual([
+      'frame.captured',
+      'frame.queued',
+      'processing.started',
+      'processing.completed',
+    ]);
     expect(j.stages).toHaveLength(1);
     expect(j.stages[0].processorId).toBe('sample');
   });

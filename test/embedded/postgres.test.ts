@@ -45,21 +45,35 @@ describe('embedded PostgreSQL (PGlite over the wire protocol)', () => {
       makeEvent({ ...base, type: 'frame.captured', source: 'capture' }),
       makeEvent({ ...base, type: 'frame.queued', source: 'buffer', processorId: 'sample', capability: 'sample', attempt: 1 }),
       makeEvent({ ...base, type: 'processing.started', source: 'process', processorId: 'sample', capability: 'sample', attempt: 1 }),
-      makeEvent({ ...base, type: 'processing.completed', source: 'process', processorId: 'sample', capability: 'sample', attempt: 1, durationMs: 2 }),
+      makeEvent({
+        ...base,
+        type: 'processing.completed',
+        source: 'process',
+        processorId: 'sample',
+        capability: 'sample',
+        attempt: 1,
+        durationMs: 2,
+      }),
     ]);
     const j = await findJourney(db, frameId);
     expect(j?.state).toBe('completed');
     expect(j?.stages.map((s) => [s.processorId, s.state])).toEqual([['sample', 'completed']]);
-    const pct = await db.query<{ p: number }>('SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS p FROM unnest($1::int[]) x', [[1, 2, 3, 4]]);
+    const pct = await db.query<{ p: number }>('SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) AS p FROM unnest($1::int[]) x', [
+      [1, 2, 3, 4],
+    ]);
     expect(pct.rows[0].p).toBe(2.5);
   });
 
   it('gives each connection its own search_path (options=-c search_path=...), even interleaved', async () => {
     const admin = pool(undefined, 1);
-    await admin.query(`CREATE SCHEMA aa; CREATE TABLE aa.t AS SELECT 'a'::text AS v; CREATE SCHEMA bb; CREATE TABLE bb.t AS SELECT 'b'::text AS v`);
+    await admin.query(
+      `CREATE SCHEMA aa; CREATE TABLE aa.t AS SELECT 'a'::text AS v; CREATE SCHEMA bb; CREATE TABLE bb.t AS SELECT 'b'::text AS v`,
+    );
     const a = pool('aa');
     const b = pool('bb');
-    const got = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? b : a).query<{ v: string; n: number }>('SELECT v, $1::int AS n FROM t', [i])));
+    const got = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 ? b : a).query<{ v: string; n: number }>('SELECT v, $1::int AS n FROM t', [i])),
+    );
     got.forEach((r, i) => expect([r.rows[0].v, r.rows[0].n]).toEqual([i % 2 ? 'b' : 'a', i]));
     expect((await admin.query<{ search_path: string }>('SHOW search_path')).rows[0].search_path).toMatch(/public/);
   });
@@ -109,11 +123,16 @@ describe('embedded PostgreSQL (PGlite over the wire protocol)', () => {
   it('resolveDatabase: a set URL wins; else the embedded files (opened in-process); else a clear error', async () => {
     const cfg = (env: Record<string, string>) => loadConfig({ env, cwd: dir });
     expect((await resolveDatabase(cfg({ DATABASE_URL: 'postgres://u@h/db', DETEKTR_DATA_DIR: dir }))).kind).toBe('external');
-    await expect(resolveDatabase(cfg({ DETEKTR_DATA_DIR: join(dir, 'empty') }))).rejects.toThrow(/no DATABASE_URL and no embedded data in .*empty: run `detektr run` first or set DATABASE_URL/);
+    await expect(resolveDatabase(cfg({ DETEKTR_DATA_DIR: join(dir, 'empty') }))).rejects.toThrow(
+      /no DATABASE_URL and no embedded data in .*empty: run `detektr run` first or set DATABASE_URL/,
+    );
 
     await Promise.all(pools.splice(0).map((p) => p.end()));
     await epg.close();
-    writeFileSync(join(dir, 'run.json'), JSON.stringify({ pid: 2 ** 22 + 12345, redisUrl: 'redis://x', databaseUrl: 'postgres://dead', startedAt: '' })); // a dead run
+    writeFileSync(
+      join(dir, 'run.json'),
+      JSON.stringify({ pid: 2 ** 22 + 12345, redisUrl: 'redis://x', databaseUrl: 'postgres://dead', startedAt: '' }),
+    ); // a dead run
     const db = await resolveDatabase(cfg({ DETEKTR_DATA_DIR: dir }));
     try {
       expect(db.kind).toBe('embedded');

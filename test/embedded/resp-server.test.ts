@@ -6,10 +6,13 @@ import { NULL_ARRAY, ReplyWriter, RequestParser, SimpleString, ErrorReply, Proto
 import { waitFor } from '../helpers/redis.js';
 
 const enc = (...args: (string | Buffer)[]) =>
-  Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => {
-    const b = Buffer.isBuffer(a) ? a : Buffer.from(a);
-    return [Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')];
-  })]);
+  Buffer.concat([
+    Buffer.from(`*${args.length}\r\n`),
+    ...args.flatMap((a) => {
+      const b = Buffer.isBuffer(a) ? a : Buffer.from(a);
+      return [Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n')];
+    }),
+  ]);
 
 describe('RESP parser and writer', () => {
   it('parses requests split at every byte, and several in one chunk', () => {
@@ -17,7 +20,10 @@ describe('RESP parser and writer', () => {
     const p = new RequestParser();
     const got: string[][] = [];
     for (let i = 0; i < wire.length; i++) got.push(...p.push(wire.subarray(i, i + 1)).map((r) => r.map(String)));
-    expect(got).toEqual([['SET', 'k', 'v'], ['GET', 'k']]);
+    expect(got).toEqual([
+      ['SET', 'k', 'v'],
+      ['GET', 'k'],
+    ]);
     expect(new RequestParser().push(wire).map((r) => r.map(String))).toEqual(got);
   });
 
@@ -42,9 +48,20 @@ describe('RESP parser and writer', () => {
 
   it('writes every reply type', () => {
     const w = new ReplyWriter();
-    const replies: Reply[] = [new SimpleString('OK'), new ErrorReply('ERR no'), 42, 'bulk', Buffer.from([0, 255]), null, NULL_ARRAY, [1, ['a', null]]];
+    const replies: Reply[] = [
+      new SimpleString('OK'),
+      new ErrorReply('ERR no'),
+      42,
+      'bulk',
+      Buffer.from([0, 255]),
+      null,
+      NULL_ARRAY,
+      [1, ['a', null]],
+    ];
     for (const r of replies) w.write(r);
-    expect(w.take()!.toString('latin1')).toBe('+OK\r\n-ERR no\r\n:42\r\n$4\r\nbulk\r\n$2\r\n\x00\xff\r\n$-1\r\n*-1\r\n*2\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n');
+    expect(w.take()!.toString('latin1')).toBe(
+      '+OK\r\n-ERR no\r\n:42\r\n$4\r\nbulk\r\n$2\r\n\x00\xff\r\n$-1\r\n*-1\r\n*2\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n',
+    );
   });
 });
 
@@ -110,7 +127,7 @@ describe('embedded server', () => {
     await redis.xadd('blk', '*', 'k', 'v');
     const res = (await read) as [string, [string, string[]][]][];
     expect(res[0][1]).toHaveLength(1);
-    expect((await redis.xpending('blk', 'g', '-', '+', 10) as unknown[][]).map((r) => r[1])).toEqual(['w']);
+    expect(((await redis.xpending('blk', 'g', '-', '+', 10)) as unknown[][]).map((r) => r[1])).toEqual(['w']);
     waiter.disconnect();
   });
 

@@ -18,7 +18,12 @@ describe('bounds under a consumer that stops', () => {
   let p: FaultPipeline;
   beforeAll(async () => {
     redis = await startPrivateRedis();
-    p = new FaultPipeline({ label: 'bounds', redisUrl: redis.url, processor: 'motion', env: { DETEKTR_STREAM_MAXLEN: String(MAXLEN), DETEKTR_PAYLOAD_TTL: `${TTL_MS}ms` } });
+    p = new FaultPipeline({
+      label: 'bounds',
+      redisUrl: redis.url,
+      processor: 'motion',
+      env: { DETEKTR_STREAM_MAXLEN: String(MAXLEN), DETEKTR_PAYLOAD_TTL: `${TTL_MS}ms` },
+    });
   });
   afterAll(async () => {
     await p?.close();
@@ -52,17 +57,30 @@ describe('bounds under a consumer that stops', () => {
     p.start('process');
     const trimmedKey = `trimmed:${p.keys.captured}`;
     await waitFor('the trimmed frames counted', async () => Number((await p.counters())[trimmedKey] ?? 0) > 0, 30_000);
-    await waitFor('every frame left in the stream finished', async () => {
-      const a = await p.accounting();
-      return r.sent - a.unfinished === waiting && a;
-    }, 60_000, 250).catch(async (err) => {
-      throw new Error(`${(err as Error).message}: sent ${r.sent}, left ${waiting}, ${JSON.stringify(await p.accounting())}, ${JSON.stringify(await p.counters())}`);
+    await waitFor(
+      'every frame left in the stream finished',
+      async () => {
+        const a = await p.accounting();
+        return r.sent - a.unfinished === waiting && a;
+      },
+      60_000,
+      250,
+    ).catch(async (err) => {
+      throw new Error(
+        `${(err as Error).message}: sent ${r.sent}, left ${waiting}, ${JSON.stringify(await p.accounting())}, ${JSON.stringify(await p.counters())}`,
+      );
     });
     const acc = await p.accounting();
     const trimmed = Number((await p.counters())[trimmedKey]);
     report('consumer stopped (stream MAXLEN 300, payload TTL 3 s)', {
-      sent: r.sent, maxStreamLen: maxLen, memEarlyMeanMiB: +(earlyMean / 2 ** 20).toFixed(1), memLateMaxMiB: +(lateMax / 2 ** 20).toFixed(1),
-      payloadsLeftAfterTtl: payloads, leftInStream: waiting, trimmedCounted: trimmed, byState: acc.byState,
+      sent: r.sent,
+      maxStreamLen: maxLen,
+      memEarlyMeanMiB: +(earlyMean / 2 ** 20).toFixed(1),
+      memLateMaxMiB: +(lateMax / 2 ** 20).toFixed(1),
+      payloadsLeftAfterTtl: payloads,
+      leftInStream: waiting,
+      trimmedCounted: trimmed,
+      byState: acc.byState,
     });
 
     expect(r.sent).toBe(12 * 30 * 4);

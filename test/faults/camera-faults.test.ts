@@ -18,13 +18,29 @@ describe('camera faults while the pipeline runs', () => {
   let p: FaultPipeline;
   beforeAll(async () => {
     [door, gate, metricsPort] = await Promise.all([
-      startRtspServer({ size: '320x240', fps: 25, speed: 2 }), startRtspServer({ size: '320x240', fps: 25, speed: 2 }), freePort(),
+      startRtspServer({ size: '320x240', fps: 25, speed: 2 }),
+      startRtspServer({ size: '320x240', fps: 25, speed: 2 }),
+      freePort(),
     ]);
     p = new FaultPipeline({
       label: 'camfault',
       captureArgs: [
-        '--camera', `door=${door.url}`, '--camera', `gate=${gate.url}`, '--camera', 'yard=lavfi:testsrc2=size=320x240:rate=25',
-        '--fps', String(FPS), '--timeout', '1500ms', '--stall-timeout', '3s', '--reconnect-max', '1s', '--metrics-port', String(metricsPort),
+        '--camera',
+        `door=${door.url}`,
+        '--camera',
+        `gate=${gate.url}`,
+        '--camera',
+        'yard=lavfi:testsrc2=size=320x240:rate=25',
+        '--fps',
+        String(FPS),
+        '--timeout',
+        '1500ms',
+        '--stall-timeout',
+        '3s',
+        '--reconnect-max',
+        '1s',
+        '--metrics-port',
+        String(metricsPort),
       ],
     });
   });
@@ -36,7 +52,8 @@ describe('camera faults while the pipeline runs', () => {
   const published = async (): Promise<Record<string, number>> => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const out: Record<string, number> = {};
-    for (const m of text.matchAll(/^detektr_frames_published_total\{[^}]*camera="([^"]+)"[^}]*\} (\S+)$/gm)) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+    for (const m of text.matchAll(/^detektr_frames_published_total\{[^}]*camera="([^"]+)"[^}]*\} (\S+)$/gm))
+      out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
     return out;
   };
   /** Frames per second each camera published over `ms`. */
@@ -57,10 +74,15 @@ describe('camera faults while the pipeline runs', () => {
     await p.migrate();
     await p.startAll();
     p.start('capture');
-    await waitFor('all three cameras publishing', async () => {
-      const n = await published().catch(() => ({} as Record<string, number>));
-      return ['door', 'gate', 'yard'].every((c) => (n[c] ?? 0) >= 5);
-    }, 30_000, 200);
+    await waitFor(
+      'all three cameras publishing',
+      async () => {
+        const n = await published().catch(() => ({}) as Record<string, number>);
+        return ['door', 'gate', 'yard'].every((c) => (n[c] ?? 0) >= 5);
+      },
+      30_000,
+      200,
+    );
 
     await door.kill();
     const whileDoorDown = await rates(3000);
@@ -77,18 +99,30 @@ describe('camera faults while the pipeline runs', () => {
     const stoppedAt = new Date();
     await p.workers.get('capture')!.stop(10_000);
     const total = Object.values(finalCounts).reduce((a, b) => a + b, 0);
-    await waitFor('every published frame finished', async () => {
-      const a = await p.accounting();
-      const stored = Object.values(a.byState).reduce((x, y) => x + y, 0);
-      return stored >= total && a.unfinished === 0;
-    }, 60_000, 250);
+    await waitFor(
+      'every published frame finished',
+      async () => {
+        const a = await p.accounting();
+        const stored = Object.values(a.byState).reduce((x, y) => x + y, 0);
+        return stored >= total && a.unfinished === 0;
+      },
+      60_000,
+      250,
+    );
     const acc = await p.accounting();
     const { rows } = await p.pool.query<{ camera_id: string; types: string[] }>(
-      'SELECT camera_id, array_agg(type ORDER BY at) AS types FROM camera_events WHERE at < $1 GROUP BY camera_id', [stoppedAt],
+      'SELECT camera_id, array_agg(type ORDER BY at) AS types FROM camera_events WHERE at < $1 GROUP BY camera_id',
+      [stoppedAt],
     ); // (capture's stop adds a camera.offline of every camera)
     const events = Object.fromEntries(rows.map((r) => [r.camera_id, r.types.join(' ')]));
     report('RTSP camera killed 3 s / stalled 5 s (3 cameras, 10 fps each)', {
-      published: finalCounts, stored: acc.byState, doorBackAfterRestartS: doorBack, gateBackAfterSigcontS: gateBack, whileDoorDown, whileGateStalled, cameraEvents: events,
+      published: finalCounts,
+      stored: acc.byState,
+      doorBackAfterRestartS: doorBack,
+      gateBackAfterSigcontS: gateBack,
+      whileDoorDown,
+      whileGateStalled,
+      cameraEvents: events,
     });
 
     // The others kept their rate while one camera was down or hung.

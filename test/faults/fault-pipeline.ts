@@ -65,10 +65,17 @@ export class FaultPipeline {
     const redisUrl = o.redisUrl ?? REDIS_URL;
     this.databaseUrl = o.databaseUrl ?? TEST_DATABASE_URL;
     this.env = {
-      REDIS_URL: redisUrl, DATABASE_URL: this.databaseUrl, DETEKTR_PREFIX: this.prefix, DETEKTR_DB_SCHEMA: this.schema,
-      DETEKTR_METRICS_PORT: '0', DETEKTR_LOG_LEVEL: 'warn',
+      REDIS_URL: redisUrl,
+      DATABASE_URL: this.databaseUrl,
+      DETEKTR_PREFIX: this.prefix,
+      DETEKTR_DB_SCHEMA: this.schema,
+      DETEKTR_METRICS_PORT: '0',
+      DETEKTR_LOG_LEVEL: 'warn',
       // Short enough for a test to see recovery in seconds; the docs give the defaults' figures.
-      DETEKTR_CLAIM_IDLE: '2s', DETEKTR_HEARTBEAT_INTERVAL: '300ms', DETEKTR_PROCESSOR_TTL: '3s', DETEKTR_BLOCK_TIME: '200ms',
+      DETEKTR_CLAIM_IDLE: '2s',
+      DETEKTR_HEARTBEAT_INTERVAL: '300ms',
+      DETEKTR_PROCESSOR_TTL: '3s',
+      DETEKTR_BLOCK_TIME: '200ms',
       ...o.env,
     };
     this.redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, retryStrategy: () => 200 });
@@ -150,7 +157,9 @@ export class FaultPipeline {
 
   /** The fate of every frame in this pipeline's schema. */
   async accounting(): Promise<Accounting> {
-    const states = await this.pool.query<{ state: string; n: number }>('SELECT state, count(*)::int AS n FROM frame_metadata GROUP BY state');
+    const states = await this.pool.query<{ state: string; n: number }>(
+      'SELECT state, count(*)::int AS n FROM frame_metadata GROUP BY state',
+    );
     const byState = Object.fromEntries(states.rows.map((r) => [r.state, r.n]));
     const dup = await this.pool.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM (SELECT frame_id, capability FROM frame_events WHERE type = 'processing.completed'

@@ -24,7 +24,10 @@ describe('PostgreSQL stopped for 60 s under load', () => {
   it('events wait in the stream, the store catches up, nothing lost', async () => {
     await p.migrate();
     await p.startAll();
-    const load = p.loadtest(['--fps', '30', '--cameras', '4', '--duration', '20s', '--payload-kb', '8', '--drain-timeout', '120s', '--max-p95', '600000'], 240_000);
+    const load = p.loadtest(
+      ['--fps', '30', '--cameras', '4', '--duration', '20s', '--payload-kb', '8', '--drain-timeout', '120s', '--max-p95', '600000'],
+      240_000,
+    );
     await sleep(3000);
     let normal = 0;
     for (let i = 0; i < 5; i++, await sleep(100)) normal = Math.max(normal, await p.backlog('store'));
@@ -44,8 +47,16 @@ describe('PostgreSQL stopped for 60 s under load', () => {
     const r = await load.report;
     const acc = await p.accounting();
     report('PostgreSQL stopped 60 s', {
-      sent: r.sent, sendErrors: r.sendErrors, completed: r.completed, failed: r.failed, dropped: r.dropped, droppedByReason: r.droppedByReason,
-      unaccounted: r.unaccounted, eventsWaitingMidway: waitingMidway, catchUpAfterRestartS: caughtUpS, storeCpuWhileDownPctOfCore: Math.round(storeCpu * 1000) / 10,
+      sent: r.sent,
+      sendErrors: r.sendErrors,
+      completed: r.completed,
+      failed: r.failed,
+      dropped: r.dropped,
+      droppedByReason: r.droppedByReason,
+      unaccounted: r.unaccounted,
+      eventsWaitingMidway: waitingMidway,
+      catchUpAfterRestartS: caughtUpS,
+      storeCpuWhileDownPctOfCore: Math.round(storeCpu * 1000) / 10,
       duplicates: acc.duplicates,
     });
 

@@ -28,7 +28,20 @@ describe('Redis restart under load', () => {
   it('workers reconnect by themselves, none crashes or spins; frames after the restart all complete', async () => {
     await p.migrate();
     await p.startAll();
-    const load = p.loadtest(['--fps', '30', '--cameras', '4', '--duration', '20s', '--payload-kb', '8', '--drain-timeout', '20s', '--max-p95', '600000']);
+    const load = p.loadtest([
+      '--fps',
+      '30',
+      '--cameras',
+      '4',
+      '--duration',
+      '20s',
+      '--payload-kb',
+      '8',
+      '--drain-timeout',
+      '20s',
+      '--max-p95',
+      '600000',
+    ]);
     await sleep(5000);
 
     const cpuBefore = WORKERS.map((w) => p.cpuSeconds(w));
@@ -40,21 +53,37 @@ describe('Redis restart under load', () => {
     const restarted = Date.now();
 
     // Frames captured after the restart complete again: the pipeline has recovered.
-    await waitFor('a frame captured after the restart completed', async () => {
-      const { rows } = await p.pool.query("SELECT 1 FROM frame_metadata WHERE state = 'completed' AND captured_at > $1 LIMIT 1", [new Date(restarted)]);
-      return rows.length > 0;
-    }, 30_000, 100);
+    await waitFor(
+      'a frame captured after the restart completed',
+      async () => {
+        const { rows } = await p.pool.query("SELECT 1 FROM frame_metadata WHERE state = 'completed' AND captured_at > $1 LIMIT 1", [
+          new Date(restarted),
+        ]);
+        return rows.length > 0;
+      },
+      30_000,
+      100,
+    );
     const recoveryS = (Date.now() - restarted) / 1000;
 
     const r = await load.report;
     const acc = await p.accounting();
     const { rows } = await p.pool.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM frame_metadata WHERE captured_at > $1 AND state NOT IN ('completed', 'failed', 'dropped')", [new Date(restarted)],
+      "SELECT count(*)::int AS n FROM frame_metadata WHERE captured_at > $1 AND state NOT IN ('completed', 'failed', 'dropped')",
+      [new Date(restarted)],
     );
     const unfinishedAfterRestart = rows[0].n;
     report('Redis restart (3 s down, empty after)', {
-      sent: r.sent, sendErrors: r.sendErrors, completed: r.completed, failed: r.failed, dropped: r.dropped, droppedByReason: r.droppedByReason, lostInRedis: r.unaccounted,
-      unfinishedAfterRestart, duplicates: acc.duplicates, recoveryAfterRestartS: recoveryS,
+      sent: r.sent,
+      sendErrors: r.sendErrors,
+      completed: r.completed,
+      failed: r.failed,
+      dropped: r.dropped,
+      droppedByReason: r.droppedByReason,
+      lostInRedis: r.unaccounted,
+      unfinishedAfterRestart,
+      duplicates: acc.duplicates,
+      recoveryAfterRestartS: recoveryS,
       cpuWhileDownPctOfCore: Object.fromEntries(WORKERS.map((w, i) => [w, Math.round(cpuDown[i] * 1000) / 10])),
     });
 

@@ -14,7 +14,20 @@ describe('kill -9 of each worker under 30 fps x 4 cameras', () => {
   it('loses no frame and duplicates none; every worker recovers', async () => {
     await p.migrate();
     await p.startAll();
-    const load = p.loadtest(['--fps', '30', '--cameras', '4', '--duration', '27s', '--payload-kb', '8', '--drain-timeout', '60s', '--max-p95', '600000']);
+    const load = p.loadtest([
+      '--fps',
+      '30',
+      '--cameras',
+      '4',
+      '--duration',
+      '27s',
+      '--payload-kb',
+      '8',
+      '--drain-timeout',
+      '60s',
+      '--max-p95',
+      '600000',
+    ]);
     const recovery: Record<string, number> = {};
     await sleep(3000);
     for (const name of ['buffer', 'process', 'store'] as WorkerName[]) {
@@ -32,7 +45,17 @@ describe('kill -9 of each worker under 30 fps x 4 cameras', () => {
     }
     const r = await load.report;
     const acc = await p.accounting();
-    report('kill -9 buffer, process, store (one run)', { sent: r.sent, sendErrors: r.sendErrors, completed: r.completed, failed: r.failed, dropped: r.dropped, droppedByReason: r.droppedByReason, unaccounted: r.unaccounted, ...acc, recovery });
+    report('kill -9 buffer, process, store (one run)', {
+      sent: r.sent,
+      sendErrors: r.sendErrors,
+      completed: r.completed,
+      failed: r.failed,
+      dropped: r.dropped,
+      droppedByReason: r.droppedByReason,
+      unaccounted: r.unaccounted,
+      ...acc,
+      recovery,
+    });
 
     expectEveryFrameAccounted(r, acc, 27 * 30 * 4);
     // Claim idle is 2 s here: a dead consumer's entries are taken over 2-3 s after the restart.

@@ -42,9 +42,15 @@ export async function startCapture(
   const spans = new InMemorySpanExporter();
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
   const service = new CaptureService({
-    redis: t.redis, keys: t.keys, tracer: provider.getTracer('test'), metrics,
+    redis: t.redis,
+    keys: t.keys,
+    tracer: provider.getTracer('test'),
+    metrics,
     logger: createLogger({ component: 'capture', level: 'debug', write: (l) => logs.push(l) }),
-    fps: 5, jpegQuality: 80, payloadTtlMs: 60_000, streamMaxLen: 100_000,
+    fps: 5,
+    jpegQuality: 80,
+    payloadTtlMs: 60_000,
+    streamMaxLen: 100_000,
     ...opts,
   });
   const running = service.run();
@@ -52,7 +58,13 @@ export async function startCapture(
   const read = async (stream: string) => (await t.redis.xrange(stream, '-', '+')) as [string, FieldList][];
   const events = async () => (await read(t.keys.events)).map(([, f]) => decodeBusEvent(f));
   return {
-    t, service, metrics, logs, spans, running, events,
+    t,
+    service,
+    metrics,
+    logs,
+    spans,
+    running,
+    events,
     cameraEvents: async (id) => (await events()).filter((e): e is CameraEvent => isCameraEvent(e) && (!id || e.cameraId === id)),
     frameEvents: async (id) => (await events()).filter((e): e is LifecycleEvent => !isCameraEvent(e) && (!id || e.cameraId === id)),
     frames: async (id) => (await read(t.keys.captured)).map(([, f]) => decodeFrame(f)).filter((f) => !id || f.cameraId === id),

@@ -37,7 +37,11 @@ export function spawnDetektr(args: string[], env: NodeJS.ProcessEnv): Spawned {
 }
 
 /** Runs a one-shot `detektr` command to completion. */
-export async function runDetektr(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runDetektr(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = spawnDetektr(args, env);
   const timer = setTimeout(() => p.proc.kill('SIGKILL'), timeoutMs);
   const code = await p.exited;

@@ -11,7 +11,10 @@ export interface ReceivedSpan {
   attributes: Record<string, unknown>;
 }
 
-interface OtlpAttr { key: string; value: Record<string, unknown> }
+interface OtlpAttr {
+  key: string;
+  value: Record<string, unknown>;
+}
 
 function attrValue(v: Record<string, unknown>): unknown {
   return v.stringValue ?? v.intValue ?? v.doubleValue ?? v.boolValue;
@@ -25,13 +28,25 @@ export async function startOtlpReceiver(): Promise<{ url: string; spans: Receive
     req.on('data', (d: Buffer) => (body += d.toString()));
     req.on('end', () => {
       if (req.url === '/v1/traces') {
-        const doc = JSON.parse(body) as { resourceSpans: { resource: { attributes: OtlpAttr[] }; scopeSpans: { spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: OtlpAttr[] }[] }[] }[] };
+        const doc = JSON.parse(body) as {
+          resourceSpans: {
+            resource: { attributes: OtlpAttr[] };
+            scopeSpans: {
+              spans: { traceId: string; spanId: string; parentSpanId?: string; name: string; kind: number; attributes?: OtlpAttr[] }[];
+            }[];
+          }[];
+        };
         for (const rs of doc.resourceSpans ?? []) {
           const service = String(attrValue(rs.resource.attributes.find((a) => a.key === 'service.name')?.value ?? {}) ?? '');
           for (const ss of rs.scopeSpans ?? []) {
             for (const s of ss.spans ?? []) {
               spans.push({
-                traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || undefined, name: s.name, kind: s.kind, service,
+                traceId: s.traceId,
+                spanId: s.spanId,
+                parentSpanId: s.parentSpanId || undefined,
+                name: s.name,
+                kind: s.kind,
+                service,
                 attributes: Object.fromEntries((s.attributes ?? []).map((a) => [a.key, attrValue(a.value)])),
               });
             }

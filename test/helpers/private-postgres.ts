@@ -26,7 +26,9 @@ export interface PrivatePostgres {
 
 function binDir(): string {
   const root = '/usr/lib/postgresql';
-  const versions = readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+  const versions = readdirSync(root)
+    .filter((v) => /^\d+$/.test(v))
+    .sort((a, b) => Number(b) - Number(a));
   if (!versions.length) throw new Error(`no PostgreSQL server binaries under ${root}`);
   return join(root, versions[0], 'bin');
 }

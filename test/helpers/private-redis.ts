@@ -27,7 +27,20 @@ export async function startPrivateRedis(o: { password?: string; maxmemory?: stri
   let proc: ChildProcess | undefined;
 
   async function start(): Promise<void> {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'];
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
+    ];
     if (o.password) args.push('--requirepass', o.password);
     if (o.maxmemory) args.push('--maxmemory', o.maxmemory);
     proc = spawn('redis-server', args, { stdio: 'ignore' });

@@ -10,10 +10,21 @@ const FLAKY = fileURLToPath(new URL('../fixtures/flaky-processor.mjs', import.me
 async function pipeline(label: string, processorArgs: string[]) {
   const t = await testRedis(label);
   const schema = uniqueSchema(label);
-  const env = { REDIS_URL, DATABASE_URL: TEST_DATABASE_URL, DETEKTR_PREFIX: t.prefix, DETEKTR_DB_SCHEMA: schema, DETEKTR_METRICS_PORT: '0', DETEKTR_LOG_LEVEL: 'warn' };
+  const env = {
+    REDIS_URL,
+    DATABASE_URL: TEST_DATABASE_URL,
+    DETEKTR_PREFIX: t.prefix,
+    DETEKTR_DB_SCHEMA: schema,
+    DETEKTR_METRICS_PORT: '0',
+    DETEKTR_LOG_LEVEL: 'warn',
+  };
   const migrated = await runDetektr(['migrate'], env);
   expect(migrated.code, migrated.stderr).toBe(0);
-  const workers: Spawned[] = [spawnDetektr(['store'], env), spawnDetektr(['buffer'], env), spawnDetektr(['process', ...processorArgs], env)];
+  const workers: Spawned[] = [
+    spawnDetektr(['store'], env),
+    spawnDetektr(['buffer'], env),
+    spawnDetektr(['process', ...processorArgs], env),
+  ];
   return {
     env,
     async stop() {
@@ -28,7 +39,10 @@ describe('detektr loadtest against the real pipeline (separate processes)', () =
   let healthy: Awaited<ReturnType<typeof pipeline>>;
   let flaky: Awaited<ReturnType<typeof pipeline>>;
   beforeAll(async () => {
-    [healthy, flaky] = await Promise.all([pipeline('lt_ok', ['--processor', 'sample', '--concurrency', '4']), pipeline('lt_flaky', ['--module', FLAKY])]);
+    [healthy, flaky] = await Promise.all([
+      pipeline('lt_ok', ['--processor', 'sample', '--concurrency', '4']),
+      pipeline('lt_flaky', ['--module', FLAKY]),
+    ]);
   });
   afterAll(async () => {
     await Promise.all([healthy?.stop(), flaky?.stop()]);
@@ -38,7 +52,11 @@ describe('detektr loadtest against the real pipeline (separate processes)', () =
     // Default gates, except p95: CI runs this beside the fault suite's own 30 fps x 4 pipelines
     // on 2 cores, where queueing adds seconds (alone it measures p95 ~12 ms against the 100 ms
     // gate). Latency is a benchmark's figure; this test holds the accounting.
-    const r = await runDetektr(['loadtest', '--fps', '30', '--cameras', '4', '--duration', '30s', '--payload-kb', '60', '--max-p95', '60000', '--json'], healthy.env, 120_000);
+    const r = await runDetektr(
+      ['loadtest', '--fps', '30', '--cameras', '4', '--duration', '30s', '--payload-kb', '60', '--max-p95', '60000', '--json'],
+      healthy.env,
+      120_000,
+    );
     expect(r.code, `${r.stdout}\n${r.stderr.slice(-500)}`).toBe(0);
     const report = JSON.parse(r.stdout);
     expect(report.sent).toBe(3600);
@@ -51,7 +69,11 @@ describe('detektr loadtest against the real pipeline (separate processes)', () =
   }, 150_000);
 
   it('fails the failed-frames gate (only it) with exit 1 when a processor fails 5% of frames', async () => {
-    const r = await runDetektr(['loadtest', '--fps', '20', '--cameras', '2', '--duration', '10s', '--payload-kb', '4', '--max-p95', '60000', '--json'], flaky.env, 90_000);
+    const r = await runDetektr(
+      ['loadtest', '--fps', '20', '--cameras', '2', '--duration', '10s', '--payload-kb', '4', '--max-p95', '60000', '--json'],
+      flaky.env,
+      90_000,
+    );
     expect(r.code).toBe(1);
     const report = JSON.parse(r.stdout);
     expect(report.failed).toBe(report.sent / 20);

@@ -11,7 +11,9 @@ import { newFrameId } from '../../src/domain/frame-id.js';
 import { dropSchema, TEST_DATABASE_URL, uniqueSchema } from '../helpers/pg.js';
 
 const ROOT = fileURLToPath(new URL('../../observability/', import.meta.url));
-const DASHBOARDS = readdirSync(`${ROOT}grafana`).filter((f) => f.endsWith('.json')).map((f) => ({ file: f, doc: JSON.parse(readFileSync(`${ROOT}grafana/${f}`, 'utf8')) }));
+const DASHBOARDS = readdirSync(`${ROOT}grafana`)
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => ({ file: f, doc: JSON.parse(readFileSync(`${ROOT}grafana/${f}`, 'utf8')) }));
 const RULES_FILE = `${ROOT}prometheus/detektr-alerts.yml`;
 const RULES = parseYaml(readFileSync(RULES_FILE, 'utf8')) as { groups: { name: string; rules: { alert: string; expr: string }[] }[] };
 
@@ -34,7 +36,10 @@ const referenced = (expr: string) => [...expr.matchAll(/\bdetektr_[a-z0-9_]+/g)]
 describe('shipped observability files', () => {
   it('dashboards and alert rules only use metrics the workers export', async () => {
     const names = await exportedNames();
-    const exprs = [...DASHBOARDS.flatMap((d) => targets(d.doc).map((t) => t.expr)), ...RULES.groups.flatMap((g) => g.rules.map((r) => r.expr))].filter((e): e is string => Boolean(e));
+    const exprs = [
+      ...DASHBOARDS.flatMap((d) => targets(d.doc).map((t) => t.expr)),
+      ...RULES.groups.flatMap((g) => g.rules.map((r) => r.expr)),
+    ].filter((e): e is string => Boolean(e));
     expect(exprs.length).toBeGreaterThan(20);
     const missing = [...new Set(exprs.flatMap(referenced))].filter((n) => !names.has(n));
     expect(missing).toEqual([]);
@@ -42,7 +47,15 @@ describe('shipped observability files', () => {
 
   it('covers what operators alert on: camera offline, frozen, lag growing, drops, dead letters', () => {
     const alerts = RULES.groups.flatMap((g) => g.rules.map((r) => r.alert));
-    expect(alerts).toEqual(expect.arrayContaining(['DetektrCameraOffline', 'DetektrCameraFrozen', 'DetektrLagGrowing', 'DetektrFramesDropped', 'DetektrDeadLetterGrowing']));
+    expect(alerts).toEqual(
+      expect.arrayContaining([
+        'DetektrCameraOffline',
+        'DetektrCameraFrozen',
+        'DetektrLagGrowing',
+        'DetektrFramesDropped',
+        'DetektrDeadLetterGrowing',
+      ]),
+    );
     expect(DASHBOARDS.map((d) => d.doc.uid).sort()).toEqual(['detektr-camera', 'detektr-frame-search', 'detektr-overview']);
   });
 

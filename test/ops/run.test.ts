@@ -7,7 +7,13 @@ import { runDetektr, spawnDetektr } from '../helpers/cli.js';
 import { waitFor } from '../helpers/redis.js';
 
 // No REDIS_URL, no DATABASE_URL: `detektr run` must bring its own backends.
-const ENV = { REDIS_URL: undefined, DATABASE_URL: undefined, DETEKTR_METRICS_PORT: '0', DETEKTR_CONFIG: undefined, DETEKTR_DATA_DIR: undefined };
+const ENV = {
+  REDIS_URL: undefined,
+  DATABASE_URL: undefined,
+  DETEKTR_METRICS_PORT: '0',
+  DETEKTR_CONFIG: undefined,
+  DETEKTR_DATA_DIR: undefined,
+};
 
 interface JourneyJson {
   frameId: string;
@@ -34,7 +40,11 @@ describe('detektr run with embedded backends (no Redis, no PostgreSQL)', () => {
     expect(run.stdout).toMatch(/^published 30 frames from 1 camera\(s\)/m);
     const id = /last frame ([0-9A-Z]{26}) is completed/.exec(run.stdout)?.[1];
     expect(id, run.stdout).toBeDefined();
-    const backends = run.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>).find((l) => l.msg === 'backends');
+    const backends = run.stderr
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, string>)
+      .find((l) => l.msg === 'backends');
     expect(backends?.redis).toMatch(/^embedded/);
     expect(backends?.postgres).toMatch(/^embedded \(PGlite/);
     expect(existsSync(join(dir, 'run.json'))).toBe(false);
@@ -54,22 +64,34 @@ describe('detektr run with embedded backends (no Redis, no PostgreSQL)', () => {
     const dir = tempDir();
     const run = spawnDetektr(['run', '--fps', '10', '--data-dir', dir], ENV);
     try {
-      const info = await waitFor('run.json', () => {
-        try {
-          return JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as { pid: number; redisUrl: string; databaseUrl: string };
-        } catch {
-          return undefined;
-        }
-      }, 30_000, 100);
+      const info = await waitFor(
+        'run.json',
+        () => {
+          try {
+            return JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as { pid: number; redisUrl: string; databaseUrl: string };
+          } catch {
+            return undefined;
+          }
+        },
+        30_000,
+        100,
+      );
       expect(info.pid).toBe(run.proc.pid);
       expect(info.redisUrl).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
       const pool = createPool(info.databaseUrl, { schema: 'detektr', max: 1 });
       let id: string;
       try {
-        id = await waitFor('a completed frame', async () => {
-          const r = await pool.query<{ frame_id: string }>("SELECT frame_id FROM frame_metadata WHERE state = 'completed' ORDER BY captured_at DESC LIMIT 1");
-          return r.rows[0]?.frame_id;
-        }, 30_000, 200);
+        id = await waitFor(
+          'a completed frame',
+          async () => {
+            const r = await pool.query<{ frame_id: string }>(
+              "SELECT frame_id FROM frame_metadata WHERE state = 'completed' ORDER BY captured_at DESC LIMIT 1",
+            );
+            return r.rows[0]?.frame_id;
+          },
+          30_000,
+          200,
+        );
       } finally {
         await pool.end();
       }

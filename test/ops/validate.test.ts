@@ -43,14 +43,39 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     const metrics = createMetrics('test');
     const deps = { redis: t.redis, keys: t.keys, tracer: tracing.tracer, metrics, logger, ...common };
     buffer = new BufferService({ ...deps, blocking: t.blocking, processorTtlMs: 2000, streamMaxLen: 1000, batchSize: 50 });
-    processor = new ProcessorRuntime({ ...deps, blocking: blocking(), processor: sampleProcessor, id: 'sample', concurrency: 1, frameTimeoutMs: 5000, heartbeatMs: 200, processorTtlMs: 2000, streamMaxLen: 1000 });
+    processor = new ProcessorRuntime({
+      ...deps,
+      blocking: blocking(),
+      processor: sampleProcessor,
+      id: 'sample',
+      concurrency: 1,
+      frameTimeoutMs: 5000,
+      heartbeatMs: 200,
+      processorTtlMs: 2000,
+      streamMaxLen: 1000,
+    });
     store = new StoreService({ ...deps, blocking: blocking(), pool, batchSize: 100 });
     void buffer.run();
     void processor.run();
     void store.run();
-    await publishFrame({ redis: t.redis, keys: t.keys, tracer: tracing.tracer, payloadTtlMs: 60_000, streamMaxLen: 1000 }, { cameraId: 'front', jpeg: syntheticJpeg(2000), ...SYNTHETIC_JPEG_SIZE });
-    await waitFor('the first frame stored', async () => (await pool.query("SELECT 1 FROM frame_metadata WHERE camera_id = 'front' AND state = 'completed'")).rowCount === 1);
-    opts = { redis: t.redis, pool, keys: t.keys, tracer: tracing.tracer, processorTtlMs: 2000, maxLag: 100, maxFrameAgeMs: 60_000, e2e: { timeoutMs: 10_000, payloadTtlMs: 60_000, streamMaxLen: 1000 } };
+    await publishFrame(
+      { redis: t.redis, keys: t.keys, tracer: tracing.tracer, payloadTtlMs: 60_000, streamMaxLen: 1000 },
+      { cameraId: 'front', jpeg: syntheticJpeg(2000), ...SYNTHETIC_JPEG_SIZE },
+    );
+    await waitFor(
+      'the first frame stored',
+      async () => (await pool.query("SELECT 1 FROM frame_metadata WHERE camera_id = 'front' AND state = 'completed'")).rowCount === 1,
+    );
+    opts = {
+      redis: t.redis,
+      pool,
+      keys: t.keys,
+      tracer: tracing.tracer,
+      processorTtlMs: 2000,
+      maxLag: 100,
+      maxFrameAgeMs: 60_000,
+      e2e: { timeoutMs: 10_000, payloadTtlMs: 60_000, streamMaxLen: 1000 },
+    };
   });
 
   afterAll(async () => {
@@ -63,7 +88,10 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
 
   it('passes on a healthy pipeline, with a probe frame completing its journey', async () => {
     const r = await validate(opts);
-    expect(r.checks.filter((c) => c.status !== 'ok'), JSON.stringify(r.checks)).toEqual([]);
+    expect(
+      r.checks.filter((c) => c.status !== 'ok'),
+      JSON.stringify(r.checks),
+    ).toEqual([]);
     expect(r.status).toBe('ok');
     expect(byName(r.checks, 'e2e probe')?.detail).toMatch(/completed in \d+ ms through sample/);
     expect(byName(r.checks, 'camera front')?.status).toBe('ok');
@@ -85,7 +113,10 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     await t.redis.xadd(t.keys.captured, '*', 'v', '1', 'garbage', 'yes');
     await new Promise((r) => setTimeout(r, 500));
     const r = await validate({ ...opts, e2e: undefined });
-    expect(byName(r.checks, 'dead-letter')).toMatchObject({ status: 'warn', detail: expect.stringContaining(`dead_letter:${t.keys.captured} +1`) });
+    expect(byName(r.checks, 'dead-letter')).toMatchObject({
+      status: 'warn',
+      detail: expect.stringContaining(`dead_letter:${t.keys.captured} +1`),
+    });
     const again = await validate({ ...opts, e2e: undefined });
     expect(byName(again.checks, 'dead-letter')?.status).toBe('ok');
   });
@@ -99,7 +130,12 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
       expect(byName(r.checks, 'schema')).toMatchObject({ status: 'fail', detail: expect.stringContaining('run detektr migrate') });
     } finally {
       const s = saved.rows[0];
-      await pool.query('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)', [s.version, s.name, s.checksum, s.applied_at]);
+      await pool.query('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)', [
+        s.version,
+        s.name,
+        s.checksum,
+        s.applied_at,
+      ]);
     }
   });
 
@@ -107,7 +143,10 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     await store.close(); // a running store recreates its group at once
     await t.redis.xgroup('DESTROY', t.keys.events, 'store');
     const r = await validate({ ...opts, e2e: undefined });
-    expect(byName(r.checks, `group ${t.keys.events} store`)).toMatchObject({ status: 'fail', detail: expect.stringContaining('no consumer group "store"') });
+    expect(byName(r.checks, `group ${t.keys.events} store`)).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining('no consumer group "store"'),
+    });
     expect(r.status).toBe('fail');
   });
 
@@ -115,7 +154,12 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     await processor.close();
     const r = await validate({ ...opts, e2e: undefined });
     expect(byName(r.checks, 'processors')?.status).toBe('fail');
-    const cli = await runDetektr(['validate', '--json'], { REDIS_URL, DATABASE_URL: TEST_DATABASE_URL, DETEKTR_PREFIX: t.prefix, DETEKTR_DB_SCHEMA: schema });
+    const cli = await runDetektr(['validate', '--json'], {
+      REDIS_URL,
+      DATABASE_URL: TEST_DATABASE_URL,
+      DETEKTR_PREFIX: t.prefix,
+      DETEKTR_DB_SCHEMA: schema,
+    });
     expect(cli.code).toBe(1);
     const report = JSON.parse(cli.stdout);
     expect(report.status).toBe('fail');

@@ -25,13 +25,34 @@ const STILL = 'color=c=gray:size=640x360:rate=25';
 
 function input(cameraId: string, jpeg: Buffer, at: number): FrameInput {
   const frameId = newFrameId(at);
-  return { frameId, cameraId, capturedAt: frameIdTime(frameId), width: 640, height: 360, format: 'jpeg', sizeBytes: jpeg.length, priority: 5, payloadKey: 'x', capabilities: [], image: jpeg };
+  return {
+    frameId,
+    cameraId,
+    capturedAt: frameIdTime(frameId),
+    width: 640,
+    height: 360,
+    format: 'jpeg',
+    sizeBytes: jpeg.length,
+    priority: 5,
+    payloadKey: 'x',
+    capabilities: [],
+    image: jpeg,
+  };
 }
 
 async function run(p: Processor, cameraId: string, jpegs: Buffer[]): Promise<MotionResult[]> {
   const out: MotionResult[] = [];
   let t = Date.now() - 10_000;
-  for (const j of jpegs) out.push((await p.process(input(cameraId, j, (t += 200)), { processorId: 'motion', logger, options: {}, signal: new AbortController().signal, attempt: 1 })) as MotionResult);
+  for (const j of jpegs)
+    out.push(
+      (await p.process(input(cameraId, j, (t += 200)), {
+        processorId: 'motion',
+        logger,
+        options: {},
+        signal: new AbortController().signal,
+        attempt: 1,
+      })) as MotionResult,
+    );
   return out;
 }
 
@@ -93,7 +114,8 @@ describe('motion processor on real video', () => {
     await masked.setup!({ processorId: 'motion', logger, options: {} });
     try {
       for (const r of (await run(p, 'still', still)).slice(1)) expect(r).toMatchObject({ motion: false, changedRatio: 0, regions: [] });
-      for (const r of (await run(masked, 'moving', moving)).slice(1)) expect(r).toMatchObject({ motion: false, changedRatio: 0, regions: [] });
+      for (const r of (await run(masked, 'moving', moving)).slice(1))
+        expect(r).toMatchObject({ motion: false, changedRatio: 0, regions: [] });
       // A high threshold needs more change than testsrc2 makes.
       const strict = createMotionProcessor({ threshold: '0.5' });
       await strict.setup!({ processorId: 'motion', logger, options: {} });
@@ -110,7 +132,13 @@ describe('motion processor on real video', () => {
     expect(() => motionOptions({ threshold: '2' })).toThrow(/--opt threshold="2": must be a number between 0 and 1/);
     expect(() => motionOptions({ mask: '0,0,2,1' })).toThrow(InvalidInputError);
     expect(() => motionOptions({ sensitivity: '1' })).toThrow(/unknown --opt sensitivity/);
-    expect(motionOptions({ mask: '0,0,1,0.1; 0.5,0.5,0.5,0.5', pixelThreshold: '30' })).toMatchObject({ pixelThreshold: 30, mask: [{ x: 0, y: 0, width: 1, height: 0.1 }, { x: 0.5, y: 0.5, width: 0.5, height: 0.5 }] });
+    expect(motionOptions({ mask: '0,0,1,0.1; 0.5,0.5,0.5,0.5', pixelThreshold: '30' })).toMatchObject({
+      pixelThreshold: 30,
+      mask: [
+        { x: 0, y: 0, width: 1, height: 0.1 },
+        { x: 0.5, y: 0.5, width: 0.5, height: 0.5 },
+      ],
+    });
   });
 
   describe('through the pipeline (real Redis: buffer + motion runtime)', () => {
@@ -126,13 +154,20 @@ describe('motion processor on real video', () => {
       h.buffer({ strategy: 'camera-affinity' });
       const sent = new Map<string, string>();
       for (let i = 0; i < moving.length; i++) {
-        sent.set((await h.publish({ cameraId: 'moving', jpeg: moving[i], width: 640, height: 360, capabilities: ['motion'] })).frameId, 'moving');
-        sent.set((await h.publish({ cameraId: 'still', jpeg: still[i], width: 640, height: 360, capabilities: ['motion'] })).frameId, 'still');
+        sent.set(
+          (await h.publish({ cameraId: 'moving', jpeg: moving[i], width: 640, height: 360, capabilities: ['motion'] })).frameId,
+          'moving',
+        );
+        sent.set(
+          (await h.publish({ cameraId: 'still', jpeg: still[i], width: 640, height: 360, capabilities: ['motion'] })).frameId,
+          'still',
+        );
         await new Promise((r) => setTimeout(r, 20));
       }
       await waitFor('12 results', async () => (await h.t.redis.xlen(h.t.keys.results)) === 12, 15_000);
       const results = (await h.t.redis.xrange(h.t.keys.results, '-', '+')).map(([, f]) => toFieldMap(f));
-      const byCam = (cam: string) => results.filter((r) => sent.get(r.get('frame_id')!) === cam).map((r) => JSON.parse(r.get('result')!) as MotionResult);
+      const byCam = (cam: string) =>
+        results.filter((r) => sent.get(r.get('frame_id')!) === cam).map((r) => JSON.parse(r.get('result')!) as MotionResult);
       const m = byCam('moving');
       const s = byCam('still');
       expect(m.filter((r) => r.baseline)).toHaveLength(1);
@@ -141,7 +176,7 @@ describe('motion processor on real video', () => {
       expect(results.every((r) => r.get('processor_id') === 'motion-1' && r.get('capability') === 'motion')).toBe(true);
     });
 
-    it('uses capture\'s gray thumbnail when there is one, without fetching or decoding the JPEG', async () => {
+    it("uses capture's gray thumbnail when there is one, without fetching or decoding the JPEG", async () => {
       await h.close();
       await h.t.cleanup();
       h = harness(await testRedis('motion-thumb'));
@@ -151,7 +186,13 @@ describe('motion processor on real video', () => {
       const sent: string[] = [];
       try {
         for (const jpeg of moving) {
-          const f = await h.publish({ cameraId: 'moving', jpeg: Buffer.from('not a jpeg'), width: 640, height: 360, capabilities: ['motion'] });
+          const f = await h.publish({
+            cameraId: 'moving',
+            jpeg: Buffer.from('not a jpeg'),
+            width: 640,
+            height: 360,
+            capabilities: ['motion'],
+          });
           await h.t.redis.set(`${h.t.keys.payload(f.frameId)}:thumb`, Buffer.from(dec.decode(jpeg).pixels), 'PX', 60_000);
           sent.push(f.frameId);
         }
@@ -164,9 +205,13 @@ describe('motion processor on real video', () => {
       h.runtime(createMotionProcessor(), { id: 'motion-1' });
       h.buffer();
       await waitFor('6 results', async () => (await h.t.redis.xlen(h.t.keys.results)) === 6, 15_000);
-      const results = (await h.t.redis.xrange(h.t.keys.results, '-', '+')).map(([, f]) => JSON.parse(toFieldMap(f).get('result')!) as MotionResult);
+      const results = (await h.t.redis.xrange(h.t.keys.results, '-', '+')).map(
+        ([, f]) => JSON.parse(toFieldMap(f).get('result')!) as MotionResult,
+      );
       expect(results.filter((r) => r.baseline)).toHaveLength(1);
-      expect(results.filter((r) => !r.baseline).every((r) => r.motion && r.regions.every((g) => g.x + g.width <= 640 && g.y + g.height <= 360))).toBe(true);
+      expect(
+        results.filter((r) => !r.baseline).every((r) => r.motion && r.regions.every((g) => g.x + g.width <= 640 && g.y + g.height <= 360)),
+      ).toBe(true);
     });
   });
 });

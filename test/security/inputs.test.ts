@@ -43,7 +43,13 @@ const SQL_ERROR = /syntax error|relation .* does not exist|unterminated|malforme
 function seed(value: string, t0: number): { frameId: string; events: LifecycleEvent[]; camera: CameraEvent } {
   const frameId = ulid(t0);
   const ev = (type: LifecycleEvent['type'], at: number, extra: Partial<LifecycleEvent> = {}): LifecycleEvent => ({
-    eventId: ulid(at), type, frameId, cameraId: value, at, source: type === 'frame.captured' ? 'capture' : type === 'frame.queued' ? 'buffer' : 'process', ...extra,
+    eventId: ulid(at),
+    type,
+    frameId,
+    cameraId: value,
+    at,
+    source: type === 'frame.captured' ? 'capture' : type === 'frame.queued' ? 'buffer' : 'process',
+    ...extra,
   });
   const stage = { processorId: value, capability: value };
   return {
@@ -54,7 +60,15 @@ function seed(value: string, t0: number): { frameId: string; events: LifecycleEv
       ev('processing.started', t0 + 5, { ...stage, attempt: 1 }),
       ev('processing.failed', t0 + 900, { ...stage, attempt: 1, durationMs: 890, error: value }),
     ],
-    camera: { eventId: ulid(t0 + 1), type: 'camera.offline', cameraId: value, at: t0 + 1, source: 'capture', reason: value, data: { error: value } },
+    camera: {
+      eventId: ulid(t0 + 1),
+      type: 'camera.offline',
+      cameraId: value,
+      at: t0 + 1,
+      source: 'capture',
+      reason: value,
+      data: { error: value },
+    },
   };
 }
 
@@ -63,17 +77,24 @@ describe('hostile ids reach SQL only as parameters', () => {
   let pool: pg.Pool;
   const frames = new Map<string, string>();
   const env = () => ({ DATABASE_URL: TEST_DATABASE_URL, DETEKTR_DB_SCHEMA: schema, DETEKTR_CONFIG: undefined });
-  const counts = async () => (await pool.query<{ t: string; n: number }>(
-    `SELECT 'frame_events' AS t, count(*)::int AS n FROM frame_events UNION ALL SELECT 'frame_metadata', count(*)::int FROM frame_metadata
+  const counts = async () =>
+    (
+      await pool.query<{ t: string; n: number }>(
+        `SELECT 'frame_events' AS t, count(*)::int AS n FROM frame_events UNION ALL SELECT 'frame_metadata', count(*)::int FROM frame_metadata
      UNION ALL SELECT 'processing_stages', count(*)::int FROM processing_stages UNION ALL SELECT 'camera_events', count(*)::int FROM camera_events`,
-  )).rows;
+      )
+    ).rows;
 
   beforeAll(async () => {
     pool = createPool(TEST_DATABASE_URL, { schema, max: 3 });
     await migrate({ pool, schema });
     const t0 = Date.now() - 60_000;
     const seeded = [BENIGN, ...HOSTILE].map((v, i) => seed(v, t0 + i * 1000));
-    await writeBatch(pool, seeded.flatMap((s) => s.events), seeded.map((s) => s.camera));
+    await writeBatch(
+      pool,
+      seeded.flatMap((s) => s.events),
+      seeded.map((s) => s.camera),
+    );
     seeded.forEach((s, i) => frames.set([BENIGN, ...HOSTILE][i], s.frameId));
   });
 
@@ -85,22 +106,45 @@ describe('hostile ids reach SQL only as parameters', () => {
   it('stores hostile ids verbatim and finds each one by exactly itself (no wildcard, no injection)', async () => {
     const before = await counts();
     const n = HOSTILE.length + 1;
-    expect(before).toEqual([{ t: 'frame_events', n: 4 * n }, { t: 'frame_metadata', n }, { t: 'processing_stages', n }, { t: 'camera_events', n }]);
+    expect(before).toEqual([
+      { t: 'frame_events', n: 4 * n },
+      { t: 'frame_metadata', n },
+      { t: 'processing_stages', n },
+      { t: 'camera_events', n },
+    ]);
     const sinceMs = Date.now() - 3_600_000;
     for (const value of [BENIGN, ...HOSTILE]) {
       const what = JSON.stringify(value);
       const search = await searchFrames(pool, { sinceMs, cameraId: value });
-      expect(search.frames.map((f) => [f.frameId, f.cameraId]), what).toEqual([[frames.get(value), value]]);
+      expect(
+        search.frames.map((f) => [f.frameId, f.cameraId]),
+        what,
+      ).toEqual([[frames.get(value), value]]);
       const failed = await searchFrames(pool, { sinceMs, cameraId: value, state: 'failed' });
-      expect(failed.frames.map((f) => f.cameraId), what).toEqual([value]);
+      expect(
+        failed.frames.map((f) => f.cameraId),
+        what,
+      ).toEqual([value]);
       const cams = await findCameraEvents(pool, { sinceMs, cameraId: value });
-      expect(cams.events.map((e) => [e.cameraId, e.reason]), what).toEqual([[value, value]]);
+      expect(
+        cams.events.map((e) => [e.cameraId, e.reason]),
+        what,
+      ).toEqual([[value, value]]);
       const failures = await findFailures(pool, { sinceMs, cameraId: value });
-      expect(failures.groups.map((g) => [g.processorId, g.cameras, g.sampleMessage]), what).toEqual([[value, [value], value]]);
+      expect(
+        failures.groups.map((g) => [g.processorId, g.cameras, g.sampleMessage]),
+        what,
+      ).toEqual([[value, [value], value]]);
       const slow = await findSlowFrames(pool, { sinceMs, cameraId: value, thresholdMs: 0 });
-      expect(slow.frames.map((f) => f.cameraId), what).toEqual([value]);
+      expect(
+        slow.frames.map((f) => f.cameraId),
+        what,
+      ).toEqual([value]);
       const journey = (await findJourney(pool, frames.get(value)!))!;
-      expect([journey.cameraId, journey.stages.map((s) => [s.processorId, s.capability, s.error])], what).toEqual([value, [[value, value, value]]]);
+      expect([journey.cameraId, journey.stages.map((s) => [s.processorId, s.capability, s.error])], what).toEqual([
+        value,
+        [[value, value, value]],
+      ]);
       await expect(findJourney(pool, value), what).rejects.toThrow(InvalidInputError);
     }
     expect(await counts()).toEqual(before);
@@ -111,33 +155,57 @@ describe('hostile ids reach SQL only as parameters', () => {
     for (const value of [HOSTILE[0], HOSTILE[HOSTILE.length - 1]]) {
       const what = JSON.stringify(value);
       runs.push(
-        [`trace find ${what}`, ['trace', 'find', value], (r) => {
-          expect(r.code).toBe(2);
-          expect(r.stderr).toMatch(/is not a ULID/);
-        }],
-        [`trace search --camera ${what}`, ['trace', 'search', '--camera', value, '--json'], (r) => {
-          expect(r.code).toBe(0);
-          expect((JSON.parse(r.stdout) as { frames: { cameraId: string }[] }).frames.map((f) => f.cameraId)).toEqual([value]);
-        }],
-        [`trace camera ${what}`, ['trace', 'camera', value, '--json'], (r) => {
-          expect(r.code).toBe(0);
-          expect((JSON.parse(r.stdout) as { events: { cameraId: string }[] }).events.map((e) => e.cameraId)).toEqual([value]);
-        }],
-        [`trace failures --camera ${what}`, ['trace', 'failures', '--camera', value], (r) => {
-          expect(r.code).toBe(0);
-          expect(r.stdout).toMatch(/1 failure event/);
-        }],
+        [
+          `trace find ${what}`,
+          ['trace', 'find', value],
+          (r) => {
+            expect(r.code).toBe(2);
+            expect(r.stderr).toMatch(/is not a ULID/);
+          },
+        ],
+        [
+          `trace search --camera ${what}`,
+          ['trace', 'search', '--camera', value, '--json'],
+          (r) => {
+            expect(r.code).toBe(0);
+            expect((JSON.parse(r.stdout) as { frames: { cameraId: string }[] }).frames.map((f) => f.cameraId)).toEqual([value]);
+          },
+        ],
+        [
+          `trace camera ${what}`,
+          ['trace', 'camera', value, '--json'],
+          (r) => {
+            expect(r.code).toBe(0);
+            expect((JSON.parse(r.stdout) as { events: { cameraId: string }[] }).events.map((e) => e.cameraId)).toEqual([value]);
+          },
+        ],
+        [
+          `trace failures --camera ${what}`,
+          ['trace', 'failures', '--camera', value],
+          (r) => {
+            expect(r.code).toBe(0);
+            expect(r.stdout).toMatch(/1 failure event/);
+          },
+        ],
       );
     }
     runs.push(
-      ['trace find <unknown ULID>', ['trace', 'find', ulid()], (r) => {
-        expect(r.code).toBe(1);
-        expect(r.stderr).toMatch(/not found/);
-      }],
-      ['trace camera <unknown, with wildcards>', ['trace', 'camera', '%nobody%', '--json'], (r) => {
-        expect(r.code).toBe(0);
-        expect(JSON.parse(r.stdout).events).toEqual([]);
-      }],
+      [
+        'trace find <unknown ULID>',
+        ['trace', 'find', ulid()],
+        (r) => {
+          expect(r.code).toBe(1);
+          expect(r.stderr).toMatch(/not found/);
+        },
+      ],
+      [
+        'trace camera <unknown, with wildcards>',
+        ['trace', 'camera', '%nobody%', '--json'],
+        (r) => {
+          expect(r.code).toBe(0);
+          expect(JSON.parse(r.stdout).events).toEqual([]);
+        },
+      ],
     );
     const before = await counts();
     for (let i = 0; i < runs.length; i += 3) {
@@ -200,7 +268,12 @@ describe('prefixes, schema names and stream names are validated', () => {
     const file = join(dir, 'bad-schema.yml');
     writeFileSync(file, 'dbSchema: "s*"\n');
     // Nothing listens on these: a command that got as far as connecting would fail differently.
-    const dead = { REDIS_URL: 'redis://127.0.0.1:1', DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x', DETEKTR_CONFIG: undefined, DETEKTR_METRICS_PORT: '0' };
+    const dead = {
+      REDIS_URL: 'redis://127.0.0.1:1',
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x',
+      DETEKTR_CONFIG: undefined,
+      DETEKTR_METRICS_PORT: '0',
+    };
     const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
       [['config', 'show', '--prefix', 'a b'], {}, /--prefix: "a b" must be/],
       [['buffer'], { DETEKTR_PREFIX: 'p*' }, /DETEKTR_PREFIX: "p\*" must be/],

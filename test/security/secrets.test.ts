@@ -37,14 +37,18 @@ const enc = encodeURIComponent;
 
 const SECRETS = [RTSP_PW, RTSP_WRONG, REDIS_PW, REDIS_WRONG, PG_PW, UI_PW, UI_TOKEN, API_TOKEN, ODD_PW];
 /** Every form a secret could leak in: raw, URL-encoded, and Basic-auth base64 of user:password. */
-const FORBIDDEN = [...new Set([
-  ...SECRETS,
-  ...SECRETS.map(enc),
-  ...[RTSP_PW, RTSP_WRONG].map((pw) => Buffer.from(`${RTSP_USER}:${pw}`).toString('base64')),
-  Buffer.from(`:${REDIS_PW}`).toString('base64'),
-  // A secret cut short or re-encoded differently still carries these.
-  'S3cret', 'Wr0ng', 'T0ken',
-])];
+const FORBIDDEN = [
+  ...new Set([
+    ...SECRETS,
+    ...SECRETS.map(enc),
+    ...[RTSP_PW, RTSP_WRONG].map((pw) => Buffer.from(`${RTSP_USER}:${pw}`).toString('base64')),
+    Buffer.from(`:${REDIS_PW}`).toString('base64'),
+    // A secret cut short or re-encoded differently still carries these.
+    'S3cret',
+    'Wr0ng',
+    'T0ken',
+  ]),
+];
 
 /** Asserts no output holds a secret; names the output and shows the hit's surroundings. */
 function expectNoSecrets(outputs: [label: string, text: string][]): void {
@@ -139,23 +143,35 @@ describe('secrets never leak (issue #7)', () => {
     goodCamera = `rtsp://${RTSP_USER}:${RTSP_PW}@127.0.0.1:${cam.port}/cam`;
     wrongCamera = `rtsp://${RTSP_USER}:${RTSP_WRONG}@127.0.0.1:${cam.port}/cam`;
     configFile = join(dir, 'secrets.yml');
-    writeFileSync(configFile, [
-      `redisUrl: "${redisUrl}"`,
-      `databaseUrl: "${databaseUrl}"`,
-      `dbSchema: ${schema}`,
-      `prefix: "${prefix}"`,
-      'logLevel: debug',
-      `traceUiUrl: "http://jaeger:${enc(UI_PW)}@127.0.0.1:16686/?token=${UI_TOKEN}"`,
-      'cameras:',
-      '  - id: front',
-      `    url: "${goodCamera}"`,
-      `  - "yard=${wrongCamera}"`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      configFile,
+      [
+        `redisUrl: "${redisUrl}"`,
+        `databaseUrl: "${databaseUrl}"`,
+        `dbSchema: ${schema}`,
+        `prefix: "${prefix}"`,
+        'logLevel: debug',
+        `traceUiUrl: "http://jaeger:${enc(UI_PW)}@127.0.0.1:16686/?token=${UI_TOKEN}"`,
+        'cameras:',
+        '  - id: front',
+        `    url: "${goodCamera}"`,
+        `  - "yard=${wrongCamera}"`,
+        '',
+      ].join('\n'),
+    );
     base = {
-      REDIS_URL: '', DATABASE_URL: '', DETEKTR_CONFIG: undefined, DETEKTR_TRACE_UI_URL: '',
-      DETEKTR_PREFIX: prefix, DETEKTR_DB_SCHEMA: schema, DETEKTR_LOG_LEVEL: 'debug', DETEKTR_METRICS_PORT: '0', DETEKTR_API_TOKEN: API_TOKEN,
-      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '200', OTEL_SERVICE_NAME: undefined,
+      REDIS_URL: '',
+      DATABASE_URL: '',
+      DETEKTR_CONFIG: undefined,
+      DETEKTR_TRACE_UI_URL: '',
+      DETEKTR_PREFIX: prefix,
+      DETEKTR_DB_SCHEMA: schema,
+      DETEKTR_LOG_LEVEL: 'debug',
+      DETEKTR_METRICS_PORT: '0',
+      DETEKTR_API_TOKEN: API_TOKEN,
+      OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+      OTEL_BSP_SCHEDULE_DELAY: '200',
+      OTEL_SERVICE_NAME: undefined,
     };
     pool = new pg.Pool({ connectionString: TEST_DATABASE_URL, max: 2 });
   });
@@ -181,20 +197,52 @@ describe('secrets never leak (issue #7)', () => {
     const [pCapture, pBuffer, pProcess, pStore] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const workers: Record<string, { p: Spawned; port: number; extra: string[] }> = {
       capture: {
-        p: spawnDetektr(['capture', '--config', configFile, '--camera', `front=${goodCamera}`, '--camera', `yard=${wrongCamera}`, '--fps', '10', '--timeout', '2s', '--metrics-port', String(pCapture)], base),
-        port: pCapture, extra: ['/cameras'],
+        p: spawnDetektr(
+          [
+            'capture',
+            '--config',
+            configFile,
+            '--camera',
+            `front=${goodCamera}`,
+            '--camera',
+            `yard=${wrongCamera}`,
+            '--fps',
+            '10',
+            '--timeout',
+            '2s',
+            '--metrics-port',
+            String(pCapture),
+          ],
+          base,
+        ),
+        port: pCapture,
+        extra: ['/cameras'],
       },
-      buffer: { p: spawnDetektr(['buffer', '--redis-url', redisUrl, '--database-url', databaseUrl, '--metrics-port', String(pBuffer)], base), port: pBuffer, extra: ['/status', '/processors'] },
-      process: { p: spawnDetektr(['process', '--processor', 'sample', '--metrics-port', String(pProcess)], envUrls), port: pProcess, extra: [] },
+      buffer: {
+        p: spawnDetektr(['buffer', '--redis-url', redisUrl, '--database-url', databaseUrl, '--metrics-port', String(pBuffer)], base),
+        port: pBuffer,
+        extra: ['/status', '/processors'],
+      },
+      process: {
+        p: spawnDetektr(['process', '--processor', 'sample', '--metrics-port', String(pProcess)], envUrls),
+        port: pProcess,
+        extra: [],
+      },
       store: { p: spawnDetektr(['store', '--config', configFile, '--metrics-port', String(pStore)], base), port: pStore, extra: [] },
     };
     spawned.push(...Object.values(workers).map((w) => w.p));
 
-    const completed = async () => (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".frame_metadata WHERE state = 'completed'`)).rows[0].n as number;
+    const completed = async () =>
+      (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".frame_metadata WHERE state = 'completed'`)).rows[0].n as number;
     await waitFor('30 completed frames in PostgreSQL', async () => (await completed()) >= 30, 40_000, 200).catch((err: Error) => {
-      throw new Error(`${err.message}\n${Object.entries(workers).map(([n, w]) => `--- ${n}\n${w.p.stderr().slice(-2000)}`).join('\n')}`);
+      throw new Error(
+        `${err.message}\n${Object.entries(workers)
+          .map(([n, w]) => `--- ${n}\n${w.p.stderr().slice(-2000)}`)
+          .join('\n')}`,
+      );
     });
-    const yardEvents = async () => (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".camera_events WHERE camera_id = 'yard'`)).rows[0].n as number;
+    const yardEvents = async () =>
+      (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".camera_events WHERE camera_id = 'yard'`)).rows[0].n as number;
     await waitFor('the camera with the wrong password stored as offline', async () => (await yardEvents()) >= 1, 10_000, 200);
 
     for (const [name, w] of Object.entries(workers)) {
@@ -221,7 +269,11 @@ describe('secrets never leak (issue #7)', () => {
     expect(workers.capture.p.stderr()).toContain(`${RTSP_USER}:***@127.0.0.1:${cam.port}/cam`);
     expect(workers.store.p.stderr()).toContain('postgres:***@');
 
-    await waitFor('spans of all four workers', () => ['capture', 'buffer', 'process', 'store'].every((c) => otlp.bodies.some((b) => b.includes(`detektr-${c}`))), 5000);
+    await waitFor(
+      'spans of all four workers',
+      () => ['capture', 'buffer', 'process', 'store'].every((c) => otlp.bodies.some((b) => b.includes(`detektr-${c}`))),
+      5000,
+    );
     const exported = otlp.bodies.join('\n');
     // The resource reports the command line, flags and all: redacted.
     expect(exported).toContain('process.command_args');
@@ -238,18 +290,25 @@ describe('secrets never leak (issue #7)', () => {
       r.disconnect();
     }
 
-    const tables = (await pool.query<{ t: string }>('SELECT tablename AS t FROM pg_tables WHERE schemaname = $1', [schema])).rows.map((x) => x.t);
+    const tables = (await pool.query<{ t: string }>('SELECT tablename AS t FROM pg_tables WHERE schemaname = $1', [schema])).rows.map(
+      (x) => x.t,
+    );
     expect(tables).toEqual(expect.arrayContaining(['frame_events', 'camera_events', 'frame_metadata', 'processing_stages']));
     for (const t of tables) {
       const rows = (await pool.query<{ r: string }>(`SELECT x::text AS r FROM "${schema}"."${t}" x`)).rows.map((x) => x.r);
       outputs.push([`postgres ${t} (${rows.length} rows)`, rows.join('\n')]);
     }
-    const stored = outputs.filter(([l]) => /^postgres (camera_events|frame_events) /.test(l)).map(([, t]) => t).join('\n');
+    const stored = outputs
+      .filter(([l]) => /^postgres (camera_events|frame_events) /.test(l))
+      .map(([, t]) => t)
+      .join('\n');
     expect(stored).toMatch(/401/);
     expect(stored).toContain(`${RTSP_USER}:***@`);
 
     // A frame's journey, with links to the trace UI and spans fetched from a trace API (both URLs with credentials).
-    const frameId = (await pool.query<{ f: string }>(`SELECT frame_id AS f FROM "${schema}".frame_metadata WHERE state = 'completed' LIMIT 1`)).rows[0].f;
+    const frameId = (
+      await pool.query<{ f: string }>(`SELECT frame_id AS f FROM "${schema}".frame_metadata WHERE state = 'completed' LIMIT 1`)
+    ).rows[0].f;
     const traceApi = `http://tempo:${enc(UI_PW)}@127.0.0.1:${await freePort()}/?token=${UI_TOKEN}`;
     const finds = await Promise.all([
       runDetektr(['trace', 'find', frameId, '--config', configFile, '--spans', '--trace-api-url', traceApi], base),
@@ -267,7 +326,21 @@ describe('secrets never leak (issue #7)', () => {
   it('`detektr run` (one process) keeps them out of its output and spans too', async () => {
     const from = otlp.bodies.length;
     const r = await runDetektr(
-      ['run', '--camera', `front=${goodCamera}`, '--processor', 'sample', '--fps', '10', '--max-frames', '10', '--redis-url', redisUrl, '--database-url', databaseUrl],
+      [
+        'run',
+        '--camera',
+        `front=${goodCamera}`,
+        '--processor',
+        'sample',
+        '--fps',
+        '10',
+        '--max-frames',
+        '10',
+        '--redis-url',
+        redisUrl,
+        '--database-url',
+        databaseUrl,
+      ],
       { ...base, DETEKTR_PREFIX: `${prefix}run:` },
       40_000,
     );
@@ -275,25 +348,37 @@ describe('secrets never leak (issue #7)', () => {
     expect(r.stdout).toMatch(/published 10 frames/);
     expect(r.stderr).toContain('postgres://postgres:***@');
     await waitFor('spans of run', () => otlp.bodies.slice(from).some((b) => b.includes('detektr-run')), 5000);
-    expectNoSecrets([['run stdout+stderr', r.stdout + r.stderr], ['run OTLP requests', otlp.bodies.slice(from).join('\n')]]);
+    expectNoSecrets([
+      ['run stdout+stderr', r.stdout + r.stderr],
+      ['run OTLP requests', otlp.bodies.slice(from).join('\n')],
+    ]);
   }, 45_000);
 
   it('`config show` (table and JSON) redacts secrets from the file, the environment and flags', async () => {
     const fromFile = await runDetektr(['config', 'show', '--config', configFile], base);
     const fromFileJson = await runDetektr(['config', 'show', '--json', '--config', configFile], base);
     const fromEnv = await runDetektr(['config', 'show', '--json'], {
-      ...base, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl,
-      DETEKTR_CAMERAS: `front=${goodCamera},yard=${wrongCamera}`, DETEKTR_TRACE_UI_URL: `http://jaeger:${enc(UI_PW)}@127.0.0.1:16686/?token=${UI_TOKEN}`,
+      ...base,
+      REDIS_URL: redisUrl,
+      DATABASE_URL: databaseUrl,
+      DETEKTR_CAMERAS: `front=${goodCamera},yard=${wrongCamera}`,
+      DETEKTR_TRACE_UI_URL: `http://jaeger:${enc(UI_PW)}@127.0.0.1:16686/?token=${UI_TOKEN}`,
     });
     const fromFlags = await runDetektr(['config', 'show', '--redis-url', redisUrl, '--database-url', databaseUrl], base);
     // A password with a space and a quote, unencoded: still a URL to the parser, and to the redactor.
-    const oddFlags = await runDetektr(['config', 'show', '--json', '--redis-url', `redis://:${ODD_PW}@127.0.0.1:6379`], { ...base, DETEKTR_CAMERAS: `x=rtsp://a:${ODD_PW}@h/cam` });
+    const oddFlags = await runDetektr(['config', 'show', '--json', '--redis-url', `redis://:${ODD_PW}@127.0.0.1:6379`], {
+      ...base,
+      DETEKTR_CAMERAS: `x=rtsp://a:${ODD_PW}@h/cam`,
+    });
     const all = { fromFile, fromFileJson, fromEnv, fromFlags, oddFlags };
     for (const [name, r] of Object.entries(all)) expect(r.code, `${name}: ${r.stderr}`).toBe(0);
     const json = JSON.parse(fromFileJson.stdout) as { values: Record<string, { value: unknown }> };
     expect(json.values.redisUrl.value).toBe(`redis://:***@127.0.0.1:${redis.port}`);
     expect(json.values.databaseUrl.value).toMatch(/^postgres:\/\/postgres:\*\*\*@/);
-    expect(json.values.cameras.value).toEqual([`front=rtsp://${RTSP_USER}:***@127.0.0.1:${cam.port}/cam`, `yard=rtsp://${RTSP_USER}:***@127.0.0.1:${cam.port}/cam`]);
+    expect(json.values.cameras.value).toEqual([
+      `front=rtsp://${RTSP_USER}:***@127.0.0.1:${cam.port}/cam`,
+      `yard=rtsp://${RTSP_USER}:***@127.0.0.1:${cam.port}/cam`,
+    ]);
     expect(json.values.traceUiUrl.value).toBe('http://jaeger:***@127.0.0.1:16686/?token=***');
     expect(fromFile.stdout).toContain('redis://:***@');
     expect(JSON.parse(fromEnv.stdout).values.apiToken?.value ?? '***').toBe('***');
@@ -310,7 +395,17 @@ describe('secrets never leak (issue #7)', () => {
     // Workers that keep retrying (a wrong Redis password, a camera that refuses): look at them, then stop them.
     const badAuth = spawnDetektr(['buffer', '--metrics-port', String(metricsPort)], { ...base, REDIS_URL: wrongRedis });
     const refused = spawnDetektr(
-      ['capture', '--camera', `front=rtsp://${RTSP_USER}:${enc(RTSP_PW)}@127.0.0.1:${deadPort}/cam`, '--timeout', '2s', '--reconnect-max', '2s', '--metrics-port', String(capturePort)],
+      [
+        'capture',
+        '--camera',
+        `front=rtsp://${RTSP_USER}:${enc(RTSP_PW)}@127.0.0.1:${deadPort}/cam`,
+        '--timeout',
+        '2s',
+        '--reconnect-max',
+        '2s',
+        '--metrics-port',
+        String(capturePort),
+      ],
       { ...base, REDIS_URL: redisUrl },
     );
     spawned.push(badAuth, refused);
@@ -320,7 +415,10 @@ describe('secrets never leak (issue #7)', () => {
       runDetektr(['validate', '--json'], { ...base, REDIS_URL: wrongRedis, DATABASE_URL: deadDb }),
       runDetektr(['migrate'], { ...base, DATABASE_URL: deadDb }),
       runDetektr(['capture', '--camera', `front=${wrongCamera}`, '--timeout', '2s'], { ...base, REDIS_URL: redisUrl }),
-      runDetektr(['capture', '--camera', `front=rtsp://${RTSP_USER}:${RTSP_PW}@no-such-camera.invalid:554/cam`, '--timeout', '2s'], { ...base, REDIS_URL: redisUrl }),
+      runDetektr(['capture', '--camera', `front=rtsp://${RTSP_USER}:${RTSP_PW}@no-such-camera.invalid:554/cam`, '--timeout', '2s'], {
+        ...base,
+        REDIS_URL: redisUrl,
+      }),
       // Bad values of URL settings: the error quotes the value, redacted.
       runDetektr(['config', 'show', '--database-url', `postgres://u:${enc(PG_PW)}@ bad/x`], base),
       runDetektr(['config', 'show'], { ...base, DETEKTR_TRACE_UI_URL: `http://jaeger:${UI_PW}@ bad/?token=${UI_TOKEN}` }),
@@ -330,9 +428,15 @@ describe('secrets never leak (issue #7)', () => {
     await waitFor('the auth failure logged', () => /WRONGPASS|NOAUTH|invalid (username-)?password/i.test(badAuth.stderr()), 15_000);
     await waitFor('the refused camera logged', () => /Connection refused/.test(refused.stderr()), 15_000);
     const endpoints: [string, string][] = [];
-    for (const [name, port] of [['buffer (wrong redis password)', metricsPort], ['capture (camera refuses)', capturePort]] as const) {
+    for (const [name, port] of [
+      ['buffer (wrong redis password)', metricsPort],
+      ['capture (camera refuses)', capturePort],
+    ] as const) {
       for (const path of ['/readyz', '/healthz', '/metrics', ...(port === capturePort ? ['/cameras'] : [])]) {
-        endpoints.push([`${name} GET ${path}`, await get(`http://127.0.0.1:${port}${path}`).catch((err: Error) => `unreachable: ${err.message}`)]);
+        endpoints.push([
+          `${name} GET ${path}`,
+          await get(`http://127.0.0.1:${port}${path}`).catch((err: Error) => `unreachable: ${err.message}`),
+        ]);
       }
     }
     await Promise.all([badAuth.stop(5000), refused.stop(5000)]);
@@ -358,8 +462,17 @@ describe('secrets never leak (issue #7)', () => {
     expect(badOddUrl.stderr).toContain('--redis-url: "redis://:***@/x y"');
     expect(badAuth.stderr()).toContain(`redis://:***@127.0.0.1:${redis.port}`);
 
-    const labels = ['trace find (database down)', 'validate (database down)', 'validate --json (wrong redis password, database down)', 'migrate (database down)',
-      'capture (wrong camera password)', 'capture (camera host unknown)', 'config show (bad database URL)', 'config show (bad trace UI URL)', 'config show (bad redis URL, odd password)'];
+    const labels = [
+      'trace find (database down)',
+      'validate (database down)',
+      'validate --json (wrong redis password, database down)',
+      'migrate (database down)',
+      'capture (wrong camera password)',
+      'capture (camera host unknown)',
+      'config show (bad database URL)',
+      'config show (bad trace UI URL)',
+      'config show (bad redis URL, odd password)',
+    ];
     const out: [string, string][] = runs.map((r, i) => [labels[i], r.stdout + r.stderr]);
     out.push(
       ['buffer (wrong redis password) stdout+stderr', badAuth.stdout() + badAuth.stderr()],

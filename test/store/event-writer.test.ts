@@ -43,10 +43,7 @@ afterAll(async () => {
 type Outcome = 'completed' | 'failed' | 'dropped' | 'queued' | 'processing';
 
 /** The events of one frame: captured at t0, then per processor queued (+2ms) .. outcome. */
-function frameEvents(
-  outcomes: Record<string, Outcome>,
-  opts: { frameId?: FrameId; t0?: number; camera?: string } = {},
-): LifecycleEvent[] {
+function frameEvents(outcomes: Record<string, Outcome>, opts: { frameId?: FrameId; t0?: number; camera?: string } = {}): LifecycleEvent[] {
   const t0 = opts.t0 ?? Date.now() - 60_000;
   const frameId = opts.frameId ?? ulid(t0);
   const cameraId = opts.camera ?? 'cam01';
@@ -61,9 +58,7 @@ function frameEvents(
     spanId: randomBytes(8).toString('hex'),
     ...extra,
   });
-  const out = [
-    ev('frame.captured', t0, { data: { width: 1280, height: 720, format: 'jpeg', sizeBytes: 123456, priority: 5 } }),
-  ];
+  const out = [ev('frame.captured', t0, { data: { width: 1280, height: 720, format: 'jpeg', sizeBytes: 123456, priority: 5 } })];
   let i = 0;
   for (const [processorId, outcome] of Object.entries(outcomes)) {
     const p = { processorId, capability: processorId.replace(/-\d+$/, '') };
@@ -306,7 +301,7 @@ describe('writeEvents', () => {
     expect((await stages(d, events[0].frameId)).map((s) => s.state)).toEqual(['completed', 'completed']);
   });
 
-  it('records the end-to-end time of finished frames and the trace\'s sampled flag', async () => {
+  it("records the end-to-end time of finished frames and the trace's sampled flag", async () => {
     const events = frameEvents({ motion: 'completed', sample: 'failed' });
     for (const e of events) e.sampled = false;
     const open = frameEvents({ motion: 'processing' });
@@ -320,7 +315,12 @@ describe('writeEvents', () => {
     const t0 = Date.now() - 7_200_000;
     const all: LifecycleEvent[] = [];
     for (let i = 0; i < 60; i++) {
-      all.push(...frameEvents(i % 7 === 0 ? { motion: 'failed', sample: 'completed' } : { motion: 'completed' }, { t0: t0 + i * 50, camera: `cam${i % 3}` }));
+      all.push(
+        ...frameEvents(i % 7 === 0 ? { motion: 'failed', sample: 'completed' } : { motion: 'completed' }, {
+          t0: t0 + i * 50,
+          camera: `cam${i % 3}`,
+        }),
+      );
     }
     const single = await newDb();
     await writeEvents(single.pool, all);
@@ -328,7 +328,14 @@ describe('writeEvents', () => {
     const shuffled = shuffle(all, 11);
     const camera = [
       { eventId: newEventId(t0), type: 'camera.offline' as const, cameraId: 'cam1', at: t0, source: 'capture', reason: 'refused' },
-      { eventId: newEventId(t0 + 500), type: 'camera.online' as const, cameraId: 'cam1', at: t0 + 500, source: 'capture', data: { fps: 5 } },
+      {
+        eventId: newEventId(t0 + 500),
+        type: 'camera.online' as const,
+        cameraId: 'cam1',
+        at: t0 + 500,
+        source: 'capture',
+        data: { fps: 5 },
+      },
     ];
     let inserted = 0;
     for (let i = 0; i < shuffled.length; i += 40) {
@@ -338,7 +345,10 @@ describe('writeEvents', () => {
     expect(await projection(parallel)).toEqual(await projection(single));
     expect(await writeBatch(parallel.pool, all, camera, { parallelism: 3 })).toEqual({ inserted: 0, cameraInserted: 0 });
     const { rows } = await parallel.pool.query('SELECT type, reason, data FROM camera_events ORDER BY at');
-    expect(rows).toEqual([{ type: 'camera.offline', reason: 'refused', data: null }, { type: 'camera.online', reason: null, data: { fps: 5 } }]);
+    expect(rows).toEqual([
+      { type: 'camera.offline', reason: 'refused', data: null },
+      { type: 'camera.online', reason: null, data: { fps: 5 } },
+    ]);
   });
 
   it('writeBatch validates everything before writing anything', async () => {
@@ -373,9 +383,7 @@ describe('writeEvents', () => {
     }
     const { inserted } = await inTx(d.pool, (c) => writeEvents(c, events));
     expect(inserted).toBe(10_000);
-    const { rows } = await d.pool.query(
-      'SELECT state, count(*)::int AS n FROM frame_metadata GROUP BY state',
-    );
+    const { rows } = await d.pool.query('SELECT state, count(*)::int AS n FROM frame_metadata GROUP BY state');
     expect(rows).toEqual([{ state: 'completed', n: 2500 }]);
   });
 });

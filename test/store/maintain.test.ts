@@ -37,7 +37,17 @@ function frame(t0: number, camera = 'cam01', outcome: 'completed' | 'failed' = '
     { ...base, eventId: ulid(t0 + 2), type: 'processing.started', at: t0 + 2, source: 'process', attempt: 1, ...p },
     outcome === 'completed'
       ? { ...base, eventId: ulid(t0 + 40), type: 'processing.completed', at: t0 + 40, source: 'process', attempt: 1, durationMs: 38, ...p }
-      : { ...base, eventId: ulid(t0 + 40), type: 'processing.failed', at: t0 + 40, source: 'process', attempt: 1, durationMs: 38, error: 'boom', ...p },
+      : {
+          ...base,
+          eventId: ulid(t0 + 40),
+          type: 'processing.failed',
+          at: t0 + 40,
+          source: 'process',
+          attempt: 1,
+          durationMs: 38,
+          error: 'boom',
+          ...p,
+        },
   ];
 }
 
@@ -95,14 +105,32 @@ describe('maintain', () => {
       ...frame(Date.parse('2030-06-15T08:30:00Z'), 'cam02'),
     ];
     const camera = [
-      { eventId: ulid(Date.parse('2030-05-01T08:00:00Z')), type: 'camera.offline' as const, cameraId: 'cam01', at: Date.parse('2030-05-01T08:00:00Z'), source: 'capture', reason: 'timeout' },
-      { eventId: ulid(Date.parse('2030-06-15T08:00:00Z')), type: 'camera.online' as const, cameraId: 'cam01', at: Date.parse('2030-06-15T08:00:00Z'), source: 'capture' },
+      {
+        eventId: ulid(Date.parse('2030-05-01T08:00:00Z')),
+        type: 'camera.offline' as const,
+        cameraId: 'cam01',
+        at: Date.parse('2030-05-01T08:00:00Z'),
+        source: 'capture',
+        reason: 'timeout',
+      },
+      {
+        eventId: ulid(Date.parse('2030-06-15T08:00:00Z')),
+        type: 'camera.online' as const,
+        cameraId: 'cam01',
+        at: Date.parse('2030-06-15T08:00:00Z'),
+        source: 'capture',
+      },
     ];
     expect(await writeBatch(pool, events, camera)).toEqual({ inserted: 16, cameraInserted: 2 });
 
     const dry = await maintain({ pool, now, retentionMs: 30 * DAY, aheadMs: 2 * DAY, dryRun: true });
     // (the partitions migrate made for today are older than the cutoff of 2030 too)
-    expect(dry.dropped.filter((p) => p.from.startsWith('2030')).map((p) => p.name).sort()).toEqual(['frame_events_p20300501_0000', 'frame_metadata_p20300501_0000', 'processing_stages_p20300501_0000']);
+    expect(
+      dry.dropped
+        .filter((p) => p.from.startsWith('2030'))
+        .map((p) => p.name)
+        .sort(),
+    ).toEqual(['frame_events_p20300501_0000', 'frame_metadata_p20300501_0000', 'processing_stages_p20300501_0000']);
     expect(dry.created.map((p) => p.from)).toEqual(expect.arrayContaining(['2030-06-16T00:00:00.000Z', '2030-06-17T00:00:00.000Z']));
     expect(dry.retention).toEqual({ cutoff: '2030-05-16T12:00:00.000Z', cameraEventsDeleted: 1 });
     expect((await listPartitions(pool)).some((p) => p.name === 'frame_events_p20300501_0000')).toBe(true);
@@ -115,13 +143,17 @@ describe('maintain', () => {
     const parts = await listPartitions(pool);
     expect(parts.some((p) => p.from.startsWith('2030-05-01'))).toBe(false);
     expect(parts.some((p) => p.from.startsWith('2030-06-17'))).toBe(true);
-    const { rows: tables } = await pool.query("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE '%_p20300501_0000' AND relnamespace = current_schema()::regnamespace");
+    const { rows: tables } = await pool.query(
+      "SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE '%_p20300501_0000' AND relnamespace = current_schema()::regnamespace",
+    );
     expect(tables[0].n).toBe(0);
     const left = await pool.query('SELECT count(*)::int AS n FROM frame_metadata');
     expect(left.rows[0].n).toBe(3);
     expect((await pool.query('SELECT count(*)::int AS n FROM camera_events')).rows[0].n).toBe(1);
 
-    const stats = await pool.query('SELECT bucket, camera_id, frames::int, completed::int, failed::int, max_total_ms FROM frame_stats_hourly ORDER BY bucket, camera_id');
+    const stats = await pool.query(
+      'SELECT bucket, camera_id, frames::int, completed::int, failed::int, max_total_ms FROM frame_stats_hourly ORDER BY bucket, camera_id',
+    );
     expect(stats.rows).toEqual([
       { bucket: new Date('2030-06-14T08:00:00Z'), camera_id: 'cam01', frames: 1, completed: 0, failed: 1, max_total_ms: 40 },
       { bucket: new Date('2030-06-15T08:00:00Z'), camera_id: 'cam01', frames: 1, completed: 1, failed: 0, max_total_ms: 40 },

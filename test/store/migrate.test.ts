@@ -54,7 +54,13 @@ describe('migrate', () => {
     const first = await migrate({ pool, schema });
     expect(first).toEqual({ applied: PACKAGED, current: LATEST, pending: [] });
     expect(await tables(schema)).toEqual([
-      'camera_events', 'detektr_storage', 'frame_events', 'frame_metadata', 'frame_stats_hourly', 'processing_stages', 'schema_migrations',
+      'camera_events',
+      'detektr_storage',
+      'frame_events',
+      'frame_metadata',
+      'frame_stats_hourly',
+      'processing_stages',
+      'schema_migrations',
     ]);
 
     const second = await migrate({ pool, schema });
@@ -211,7 +217,9 @@ describe('migration 002: partitioned storage', () => {
   });
 
   it('refuses TimescaleDB storage where the extension is not available, and a bad interval', async () => {
-    await expect(migrate({ pool, schema: newSchema(), storage: 'timescaledb' })).rejects.toThrow(/002_partitioned_storage\.sql failed: .*timescaledb/);
+    await expect(migrate({ pool, schema: newSchema(), storage: 'timescaledb' })).rejects.toThrow(
+      /002_partitioned_storage\.sql failed: .*timescaledb/,
+    );
     await expect(migrate({ pool, schema: newSchema(), partitionInterval: '10 minutes' })).rejects.toThrow(/between 1 hour and 31 days/);
   });
 });

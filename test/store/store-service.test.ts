@@ -110,8 +110,17 @@ describe('StoreService (real Redis + PostgreSQL)', () => {
     await proxy.up();
     storePool = createPool(proxy.url, { schema, max: 4, connectionTimeoutMs: 1000, applicationName: appName });
     store = new StoreService({
-      redis: t.redis, blocking: t.blocking, keys: t.keys, pool: storePool, tracer, metrics, logger,
-      batchSize: 200, blockMs: 100, claimIdleMs: 60_000, maxDeliveries: 5,
+      redis: t.redis,
+      blocking: t.blocking,
+      keys: t.keys,
+      pool: storePool,
+      tracer,
+      metrics,
+      logger,
+      batchSize: 200,
+      blockMs: 100,
+      claimIdleMs: 60_000,
+      maxDeliveries: 5,
     });
     running = store.run();
   });
@@ -129,9 +138,15 @@ describe('StoreService (real Redis + PostgreSQL)', () => {
   it('projects frame events and stores camera events from the same stream', async () => {
     const first = all.slice(0, 800);
     await publish(t, [...first, camera(1, 'camera.offline', 'timeout'), camera(5, 'camera.online')]);
-    await waitFor('the first events stored', async () => (await counts(admin)).events === first.length && (await counts(admin)).cameras === 2);
-    const { rows } = await admin.query("SELECT type, reason FROM camera_events ORDER BY at");
-    expect(rows).toEqual([{ type: 'camera.offline', reason: 'timeout' }, { type: 'camera.online', reason: null }]);
+    await waitFor(
+      'the first events stored',
+      async () => (await counts(admin)).events === first.length && (await counts(admin)).cameras === 2,
+    );
+    const { rows } = await admin.query('SELECT type, reason FROM camera_events ORDER BY at');
+    expect(rows).toEqual([
+      { type: 'camera.offline', reason: 'timeout' },
+      { type: 'camera.online', reason: null },
+    ]);
   });
 
   it('loses nothing while PostgreSQL is away, and catches up when it is back', async () => {
@@ -148,10 +163,15 @@ describe('StoreService (real Redis + PostgreSQL)', () => {
 
     await proxy.up();
     // Lifecycle and camera events of a batch commit separately: one may land a retry later.
-    await waitFor('the store to catch up', async () => {
-      const n = await counts(admin);
-      return n.events === 2000 && n.cameras === 3;
-    }, 30_000, 100);
+    await waitFor(
+      'the store to catch up',
+      async () => {
+        const n = await counts(admin);
+        return n.events === 2000 && n.cameras === 3;
+      },
+      30_000,
+      100,
+    );
     const c = await counts(admin);
     expect(c).toMatchObject({ events: 2000, cameras: 3 });
     await waitFor('every entry acked', async () => ((await t.redis.xpending(t.keys.events, 'store')) as [number])[0] === 0, 10_000);
@@ -175,7 +195,9 @@ describe('StoreService (real Redis + PostgreSQL)', () => {
     const c = await counts(admin);
     expect(c.frames).toBe(600);
     expect(c.finished).toBe(600);
-    const { rows } = await admin.query<{ dup: number }>('SELECT count(*)::int AS dup FROM (SELECT event_id FROM frame_events GROUP BY event_id HAVING count(*) > 1) d');
+    const { rows } = await admin.query<{ dup: number }>(
+      'SELECT count(*)::int AS dup FROM (SELECT event_id FROM frame_events GROUP BY event_id HAVING count(*) > 1) d',
+    );
     expect(rows[0].dup).toBe(0);
     expect(await t.redis.xlen(t.keys.deadLetter)).toBe(0);
   }, 60_000);

@@ -26,10 +26,7 @@ afterAll(async () => {
 });
 
 /** Events of one frame captured at t0; `steps` are [type, +ms, extra] in any order. */
-function frame(
-  steps: Array<[LifecycleEvent['type'], number, Partial<LifecycleEvent>?]>,
-  t0 = Date.now() - 10_000,
-): LifecycleEvent[] {
+function frame(steps: Array<[LifecycleEvent['type'], number, Partial<LifecycleEvent>?]>, t0 = Date.now() - 10_000): LifecycleEvent[] {
   const frameId = ulid(t0);
   return steps.map(([type, dt, extra]) => ({
     eventId: ulid(t0 + dt),
@@ -52,7 +49,11 @@ describe('findJourney', () => {
 
   beforeAll(async () => {
     events = frame([
-      ['frame.captured', 0, { spanId: '00f067aa0ba902b7', data: { width: 640, height: 480, format: 'jpeg', sizeBytes: 40960, priority: 3 } }],
+      [
+        'frame.captured',
+        0,
+        { spanId: '00f067aa0ba902b7', data: { width: 640, height: 480, format: 'jpeg', sizeBytes: 40960, priority: 3 } },
+      ],
       ['frame.queued', 4, motion],
       ['frame.queued', 5, sample],
       ['processing.started', 12, { ...motion, attempt: 1 }],
@@ -141,7 +142,13 @@ describe('findJourney', () => {
   });
 
   it('renders the key facts', () => {
-    const text = renderJourney(journey!, traceLinks({ kind: 'jaeger', uiUrl: 'http://jaeger:16686/' }, { traceId: TRACE, frameId: journey!.frameId, capturedAtMs: events[0].at }));
+    const text = renderJourney(
+      journey!,
+      traceLinks(
+        { kind: 'jaeger', uiUrl: 'http://jaeger:16686/' },
+        { traceId: TRACE, frameId: journey!.frameId, capturedAtMs: events[0].at },
+      ),
+    );
     for (const fact of [
       events[0].frameId,
       'cam07',
@@ -162,7 +169,10 @@ describe('findJourney', () => {
     const ESC = '\u001b[';
     expect(text).not.toContain(ESC);
     expect(renderJourney(journey!, { color: true })).toContain(`${ESC}31mfailed`);
-    const templated = traceLinks({ kind: 'tempo', uiUrl: 'https://grafana/explore?trace={traceId}' }, { traceId: TRACE, frameId: journey!.frameId, capturedAtMs: events[0].at });
+    const templated = traceLinks(
+      { kind: 'tempo', uiUrl: 'https://grafana/explore?trace={traceId}' },
+      { traceId: TRACE, frameId: journey!.frameId, capturedAtMs: events[0].at },
+    );
     expect(renderJourney(journey!, templated)).toContain(`https://grafana/explore?trace=${TRACE}`);
     expect(renderJourney({ ...journey!, sampled: false })).toContain('not sampled');
   });

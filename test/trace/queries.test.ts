@@ -27,7 +27,12 @@ function frame(at: number, camera: string, o: Outcome): LifecycleEvent[] {
   const base = { frameId, cameraId: camera, traceId: at.toString(16).padStart(32, '0') };
   const p = { processorId: 'motion-1', capability: 'motion' };
   const ev = (type: LifecycleEvent['type'], dt: number, extra: Partial<LifecycleEvent> = {}): LifecycleEvent => ({
-    ...base, eventId: ulid(at + dt), type, at: at + dt, source: type === 'frame.captured' ? 'capture' : type.startsWith('processing') ? 'process' : 'buffer', ...extra,
+    ...base,
+    eventId: ulid(at + dt),
+    type,
+    at: at + dt,
+    source: type === 'frame.captured' ? 'capture' : type.startsWith('processing') ? 'process' : 'buffer',
+    ...extra,
   });
   const out = [ev('frame.captured', 0)];
   if (o.drop && !o.dropStage) return [...out, ev('frame.dropped', 1, { reason: o.drop })];
@@ -35,9 +40,11 @@ function frame(at: number, camera: string, o: Outcome): LifecycleEvent[] {
   if (o.drop) return [...out, ev('frame.dropped', 3, { ...p, reason: o.drop })];
   out.push(ev('processing.started', 7, { ...p, attempt: 1 }));
   if (o.inFlight) return out;
-  out.push(o.fail
-    ? ev('processing.failed', o.total, { ...p, attempt: 1, durationMs: o.total - 7, error: o.fail })
-    : ev('processing.completed', o.total, { ...p, attempt: 1, durationMs: o.total - 7 }));
+  out.push(
+    o.fail
+      ? ev('processing.failed', o.total, { ...p, attempt: 1, durationMs: o.total - 7, error: o.fail })
+      : ev('processing.completed', o.total, { ...p, attempt: 1, durationMs: o.total - 7 }),
+  );
   return out;
 }
 
@@ -64,9 +71,23 @@ beforeAll(async () => {
   add('oldSlow', OLD, 'front', { total: 5000 });
   add('oldFailed', OLD + 1000, 'front', { total: 50, fail: 'TimeoutError: frame timeout after 50 ms' });
   const camera: CameraEvent[] = [
-    { eventId: ulid(T0 + 100_500), type: 'camera.offline', cameraId: 'front', at: T0 + 100_500, source: 'capture', reason: 'timeout: no frame for 5s' },
+    {
+      eventId: ulid(T0 + 100_500),
+      type: 'camera.offline',
+      cameraId: 'front',
+      at: T0 + 100_500,
+      source: 'capture',
+      reason: 'timeout: no frame for 5s',
+    },
     { eventId: ulid(T0 + 130_500), type: 'camera.online', cameraId: 'front', at: T0 + 130_500, source: 'capture' },
-    { eventId: ulid(T0 + 140_000), type: 'camera.frozen', cameraId: 'back', at: T0 + 140_000, source: 'capture', reason: 'same picture for 10s' },
+    {
+      eventId: ulid(T0 + 140_000),
+      type: 'camera.frozen',
+      cameraId: 'back',
+      at: T0 + 140_000,
+      source: 'capture',
+      reason: 'same picture for 10s',
+    },
     { eventId: ulid(T0 + 150_000), type: 'camera.offline', cameraId: 'back', at: T0 + 150_000, source: 'capture', reason: 'refused' },
   ];
   await writeBatch(pool, events, camera);
@@ -87,7 +108,10 @@ describe('findSlowFrames', () => {
     expect(r.frames[0].stages).toEqual([
       { processorId: 'motion-1', capability: 'motion', state: 'completed', attempts: 1, waitMs: 5, durationMs: 1493 },
     ]);
-    expect(r.frames[2]).toMatchObject({ state: 'failed', stages: [expect.objectContaining({ error: 'TimeoutError: frame timeout after 700 ms' })] });
+    expect(r.frames[2]).toMatchObject({
+      state: 'failed',
+      stages: [expect.objectContaining({ error: 'TimeoutError: frame timeout after 700 ms' })],
+    });
     // 40 fast + 3 slow + 2 failed + 2 dropped are finished; the stuck one is not.
     expect(r).toMatchObject({ finished: 47, slow: 3, thresholdMs: 500 });
     expect(r.p50Ms).toBeGreaterThan(40);
@@ -174,7 +198,13 @@ describe('camera events', () => {
       ['back', 'camera.offline'],
     ]);
     expect(r.offline).toEqual([
-      { cameraId: 'front', from: new Date(T0 + 100_500).toISOString(), to: new Date(T0 + 130_500).toISOString(), durationMs: 30_000, reason: 'timeout: no frame for 5s' },
+      {
+        cameraId: 'front',
+        from: new Date(T0 + 100_500).toISOString(),
+        to: new Date(T0 + 130_500).toISOString(),
+        durationMs: 30_000,
+        reason: 'timeout: no frame for 5s',
+      },
       { cameraId: 'back', from: new Date(T0 + 150_000).toISOString(), to: null, durationMs: null, reason: 'refused' },
     ]);
     const front = await findCameraEvents(pool, { ...hour, cameraId: 'front' });
@@ -183,10 +213,12 @@ describe('camera events', () => {
   });
 
   it('offlinePeriods ignores an online without an offline before it', () => {
-    expect(offlinePeriods([{ eventId: 'a', cameraId: 'c', type: 'camera.online', at: new Date(0).toISOString(), source: 'capture' }])).toEqual([]);
+    expect(
+      offlinePeriods([{ eventId: 'a', cameraId: 'c', type: 'camera.online', at: new Date(0).toISOString(), source: 'capture' }]),
+    ).toEqual([]);
   });
 
-  it('trace find shows the camera events of the frame\'s camera around the frame', async () => {
+  it("trace find shows the camera events of the frame's camera around the frame", async () => {
     const j = (await findJourney(pool, ids.slow1))!;
     // slow1 was captured at T0 + 100 s on front: offline +0.5 s, online +30.5 s; back's are not shown.
     expect(j.cameraEvents.map((c) => [c.type, c.offsetMs, c.reason ?? null])).toEqual([

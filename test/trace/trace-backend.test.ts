@@ -23,9 +23,17 @@ function resourceSpans(id: (hex: string) => string) {
           scope: { name: 'detektr' },
           spans: [
             {
-              traceId: id(TRACE), spanId: id(ROOT), parentSpanId: '', name: 'capture_frame', kind: 1,
-              startTimeUnixNano: ns(T), endTimeUnixNano: ns(T + 4),
-              attributes: [{ key: 'frame.id', value: { stringValue: FRAME } }, { key: 'frame.width', value: { intValue: '1280' } }],
+              traceId: id(TRACE),
+              spanId: id(ROOT),
+              parentSpanId: '',
+              name: 'capture_frame',
+              kind: 1,
+              startTimeUnixNano: ns(T),
+              endTimeUnixNano: ns(T + 4),
+              attributes: [
+                { key: 'frame.id', value: { stringValue: FRAME } },
+                { key: 'frame.width', value: { intValue: '1280' } },
+              ],
               status: {},
             },
           ],
@@ -39,8 +47,13 @@ function resourceSpans(id: (hex: string) => string) {
           scope: { name: 'detektr' },
           spans: [
             {
-              traceId: id(TRACE), spanId: id(CHILD), parentSpanId: id(ROOT), name: 'process detektr:frames:ready:motion', kind: 'SPAN_KIND_CONSUMER',
-              startTimeUnixNano: ns(T + 10), endTimeUnixNano: ns(T + 52),
+              traceId: id(TRACE),
+              spanId: id(CHILD),
+              parentSpanId: id(ROOT),
+              name: 'process detektr:frames:ready:motion',
+              kind: 'SPAN_KIND_CONSUMER',
+              startTimeUnixNano: ns(T + 10),
+              endTimeUnixNano: ns(T + 52),
               attributes: [{ key: 'frame.id', value: { stringValue: FRAME } }],
               status: { code: 2, message: 'model not loaded' },
             },
@@ -71,7 +84,11 @@ function startBackend(): Promise<{ url: string; seen: Seen[]; mode: { tempo: 'v2
     // Jaeger v2 query service: api_v3, OTLP JSON with hex ids, the trace split across lines.
     if (u.pathname === `/jaeger/api/v3/traces/${TRACE}`) {
       const all = resourceSpans((h) => h);
-      return json(200, null, `${JSON.stringify({ result: { resourceSpans: [all[0]] } })}\n${JSON.stringify({ result: { resourceSpans: [all[1]] } })}\n`);
+      return json(
+        200,
+        null,
+        `${JSON.stringify({ result: { resourceSpans: [all[0]] } })}\n${JSON.stringify({ result: { resourceSpans: [all[1]] } })}\n`,
+      );
     }
     if (u.pathname.startsWith('/jaeger/api/v3/traces/')) {
       return json(404, { error: { httpCode: 404, message: 'trace not found' } });
@@ -90,7 +107,20 @@ function startBackend(): Promise<{ url: string; seen: Seen[]; mode: { tempo: 'v2
     if (u.pathname === '/tempo/api/search') {
       const found = u.searchParams.get('q') === frameTraceQL(FRAME);
       // Tempo leaves leading zeros out of search results' trace ids.
-      return json(200, { traces: found ? [{ traceID: TRACE.replace(/^0+/, ''), rootServiceName: 'detektr-capture', rootTraceName: 'capture_frame', startTimeUnixNano: ns(T), durationMs: 52 }] : [], metrics: {} });
+      return json(200, {
+        traces: found
+          ? [
+              {
+                traceID: TRACE.replace(/^0+/, ''),
+                rootServiceName: 'detektr-capture',
+                rootTraceName: 'capture_frame',
+                startTimeUnixNano: ns(T),
+                durationMs: 52,
+              },
+            ]
+          : [],
+        metrics: {},
+      });
     }
     if (u.pathname === '/broken/api/v3/traces/' + TRACE) return json(503, null, 'upstream unavailable');
     json(404, { error: 'no route' });
@@ -127,13 +157,20 @@ describe('trace links', () => {
     const l = traceLinks({ kind: 'tempo', uiUrl: 'https://grafana.example', tempoDatasource: 'tempo-prod' }, ref);
     const panes = (u: string) => JSON.parse(new URL(u).searchParams.get('panes')!).detektr;
     expect(new URL(l.traceUrl!).pathname).toBe('/explore');
-    expect(panes(l.traceUrl!).queries[0]).toEqual({ refId: 'A', datasource: { type: 'tempo', uid: 'tempo-prod' }, queryType: 'traceql', query: TRACE });
+    expect(panes(l.traceUrl!).queries[0]).toEqual({
+      refId: 'A',
+      datasource: { type: 'tempo', uid: 'tempo-prod' },
+      queryType: 'traceql',
+      query: TRACE,
+    });
     expect(panes(l.traceSearchUrl!).queries[0].query).toBe(`{ span.frame.id = "${FRAME}" }`);
     expect(panes(l.traceSearchUrl!).range).toEqual({ from: String(T - 3_600_000), to: String(T + 3_600_000) });
   });
 
   it('a template URL is filled in, whatever the backend; nothing without a UI URL', () => {
-    expect(traceLinks({ kind: 'tempo', uiUrl: 'https://g/explore?trace={traceId}&f={frameId}' }, ref).traceUrl).toBe(`https://g/explore?trace=${TRACE}&f=${FRAME}`);
+    expect(traceLinks({ kind: 'tempo', uiUrl: 'https://g/explore?trace={traceId}&f={frameId}' }, ref).traceUrl).toBe(
+      `https://g/explore?trace=${TRACE}&f=${FRAME}`,
+    );
     expect(traceLinks({ kind: 'jaeger', uiUrl: 'https://g/q={traceql}' }, { ...ref, traceId: null }).traceUrl).toBe(
       `https://g/q=${encodeURIComponent(`{ span.frame.id = "${FRAME}" }`)}`,
     );
@@ -149,12 +186,28 @@ describe('fetchSpans', () => {
     expect(backend.seen.at(-1)!.query.get('start_time')).toBe(new Date(T - 3_600_000).toISOString());
     expect(spans).toEqual([
       {
-        traceId: TRACE, spanId: ROOT, name: 'capture_frame', service: 'detektr-capture', kind: 'internal',
-        startMs: T + 0.25, durationMs: 4, status: 'unset', attributes: { 'frame.id': FRAME, 'frame.width': 1280 },
+        traceId: TRACE,
+        spanId: ROOT,
+        name: 'capture_frame',
+        service: 'detektr-capture',
+        kind: 'internal',
+        startMs: T + 0.25,
+        durationMs: 4,
+        status: 'unset',
+        attributes: { 'frame.id': FRAME, 'frame.width': 1280 },
       },
       {
-        traceId: TRACE, spanId: CHILD, parentSpanId: ROOT, name: 'process detektr:frames:ready:motion', service: 'detektr-process',
-        kind: 'consumer', startMs: T + 10.25, durationMs: 42, status: 'error', statusMessage: 'model not loaded', attributes: { 'frame.id': FRAME },
+        traceId: TRACE,
+        spanId: CHILD,
+        parentSpanId: ROOT,
+        name: 'process detektr:frames:ready:motion',
+        service: 'detektr-process',
+        kind: 'consumer',
+        startMs: T + 10.25,
+        durationMs: 42,
+        status: 'error',
+        statusMessage: 'model not loaded',
+        attributes: { 'frame.id': FRAME },
       },
     ]);
     expect(backend.seen.some((s) => s.path.startsWith('/jaeger/api/traces/'))).toBe(false);
@@ -199,7 +252,9 @@ describe('fetchSpans', () => {
     expect(spans).toHaveLength(2);
     const search = backend.seen.find((s) => s.path === '/tempo/api/search')!;
     expect(search.query.get('q')).toBe(`{ span.frame.id = "${FRAME}" }`);
-    expect(await fetchSpans({ kind: 'tempo', apiUrl: `${backend.url}/tempo` }, { ...ref, traceId: null, frameId: '01JD8X3Q5R7ZC1V2W3X4Y5Z6A8' })).toEqual([]);
+    expect(
+      await fetchSpans({ kind: 'tempo', apiUrl: `${backend.url}/tempo` }, { ...ref, traceId: null, frameId: '01JD8X3Q5R7ZC1V2W3X4Y5Z6A8' }),
+    ).toEqual([]);
   });
 
   it('reads old OTLP JSON (instrumentationLibrarySpans) too', () => {

@@ -30,7 +30,14 @@ async function detektr(...args: string[]): Promise<{ code: number; stdout: strin
   }) as never);
   const exitCode = process.exitCode;
   try {
-    await main(['node', 'detektr', ...args, '--database-url', TEST_DATABASE_URL, ...(args.includes('--db-schema') ? [] : ['--db-schema', schema])]);
+    await main([
+      'node',
+      'detektr',
+      ...args,
+      '--database-url',
+      TEST_DATABASE_URL,
+      ...(args.includes('--db-schema') ? [] : ['--db-schema', schema]),
+    ]);
   } finally {
     out.mockRestore();
     err.mockRestore();
@@ -51,8 +58,26 @@ const frameId = ulid(T);
 beforeAll(async () => {
   jaeger = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
-    const span = { traceId: TRACE, spanId: '1'.repeat(16), name: 'capture_frame', kind: 1, startTimeUnixNano: `${T}000000`, endTimeUnixNano: `${T + 3}000000` };
-    res.end(JSON.stringify({ result: { resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'detektr-capture' } }] }, scopeSpans: [{ spans: [span] }] }] } }));
+    const span = {
+      traceId: TRACE,
+      spanId: '1'.repeat(16),
+      name: 'capture_frame',
+      kind: 1,
+      startTimeUnixNano: `${T}000000`,
+      endTimeUnixNano: `${T + 3}000000`,
+    };
+    res.end(
+      JSON.stringify({
+        result: {
+          resourceSpans: [
+            {
+              resource: { attributes: [{ key: 'service.name', value: { stringValue: 'detektr-capture' } }] },
+              scopeSpans: [{ spans: [span] }],
+            },
+          ],
+        },
+      }),
+    );
   });
   await new Promise<void>((r) => jaeger.listen(0, '127.0.0.1', () => r()));
   jaegerUrl = `http://127.0.0.1:${(jaeger.address() as AddressInfo).port}`;
@@ -81,16 +106,35 @@ describe('detektr migrate / maintain / trace (CLI)', () => {
       { ...base, eventId: ulid(T), type: 'frame.captured', at: T, source: 'capture' },
       { ...base, eventId: ulid(T + 2), type: 'frame.queued', at: T + 2, source: 'buffer', ...p },
       { ...base, eventId: ulid(T + 5), type: 'processing.started', at: T + 5, source: 'process', attempt: 1, ...p },
-      { ...base, eventId: ulid(T + 800), type: 'processing.failed', at: T + 800, source: 'process', attempt: 1, durationMs: 795, error: 'TimeoutError: frame timeout', ...p },
+      {
+        ...base,
+        eventId: ulid(T + 800),
+        type: 'processing.failed',
+        at: T + 800,
+        source: 'process',
+        attempt: 1,
+        durationMs: 795,
+        error: 'TimeoutError: frame timeout',
+        ...p,
+      },
     ];
-    await writeBatch(pool, events, [{ eventId: ulid(T + 3000), type: 'camera.offline', cameraId: 'front', at: T + 3000, source: 'capture', reason: 'timeout' }]);
+    await writeBatch(pool, events, [
+      { eventId: ulid(T + 3000), type: 'camera.offline', cameraId: 'front', at: T + 3000, source: 'capture', reason: 'timeout' },
+    ]);
   });
 
   it('trace find: the journey as JSON with camera events, links and spans; a table otherwise', async () => {
     const r = await detektr('trace', 'find', frameId.toLowerCase(), '--json', '--spans', '--trace-ui-url', jaegerUrl);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(j).toMatchObject({ frameId, state: 'failed', traceId: TRACE, totalMs: 800, sampled: true, traceUrl: `${jaegerUrl}/trace/${TRACE}` });
+    expect(j).toMatchObject({
+      frameId,
+      state: 'failed',
+      traceId: TRACE,
+      totalMs: 800,
+      sampled: true,
+      traceUrl: `${jaegerUrl}/trace/${TRACE}`,
+    });
     expect(j.cameraEvents).toEqual([expect.objectContaining({ type: 'camera.offline', offsetMs: 3000, reason: 'timeout' })]);
     expect(j.spans).toEqual([expect.objectContaining({ name: 'capture_frame', service: 'detektr-capture', durationMs: 3 })]);
 
@@ -131,7 +175,9 @@ describe('detektr migrate / maintain / trace (CLI)', () => {
     expect(slow.code, slow.stderr).toBe(0);
     expect(JSON.parse(slow.stdout)).toMatchObject({ slow: 1, frames: [{ frameId, totalMs: 800 }] });
     const failures = await detektr('trace', 'failures', '--since', '24h', '--json');
-    expect(JSON.parse(failures.stdout).groups).toEqual([expect.objectContaining({ processorId: 'motion-1', errorType: 'TimeoutError', count: 1 })]);
+    expect(JSON.parse(failures.stdout).groups).toEqual([
+      expect.objectContaining({ processorId: 'motion-1', errorType: 'TimeoutError', count: 1 }),
+    ]);
     const search = await detektr('trace', 'search', '--camera', 'front', '--state', 'failed', '--since', '2h', '--limit', '50');
     expect(search.code).toBe(0);
     expect(search.stdout).toContain(frameId);

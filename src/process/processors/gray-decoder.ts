@@ -47,7 +47,7 @@ export interface GrayImage {
 /** Width and height from a JPEG's SOFn header, without decoding; undefined when absent. */
 export function jpegDimensions(jpeg: Buffer): { width: number; height: number } | undefined {
   if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== 0xd8) return undefined;
-  for (let i = 2; i + 9 < jpeg.length; ) {
+  for (let i = 2; i + 9 < jpeg.length;) {
     if (jpeg[i] !== 0xff) return undefined;
     const marker = jpeg[i + 1];
     if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
@@ -76,7 +76,10 @@ export class GrayDecoder {
   private readonly out = new Frame();
   private closed = false;
 
-  constructor(readonly width: number, readonly height: number) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+  ) {
     if (!(Number.isInteger(width) && width >= 8 && width <= 1920 && Number.isInteger(height) && height >= 8 && height <= 1080)) {
       throw new RangeError(`gray size ${width}x${height} out of range (8x8 .. 1920x1080)`);
     }

@@ -31,7 +31,15 @@ export interface MotionOptions {
 }
 
 export const MOTION_DEFAULTS: MotionOptions = {
-  threshold: 0.005, pixelThreshold: 25, width: 160, height: 90, mask: [], cell: 8, cellThreshold: 0.1, minRegion: 0.001, maxGapMs: 30_000,
+  threshold: 0.005,
+  pixelThreshold: 25,
+  width: 160,
+  height: 90,
+  mask: [],
+  cell: 8,
+  cellThreshold: 0.1,
+  minRegion: 0.001,
+  maxGapMs: 30_000,
 };
 
 export interface MotionRegion {
@@ -74,13 +82,17 @@ function num(options: ProcessorOptions, key: string, min: number, max: number, f
 
 /** "x,y,w,h" rectangles in fractions of the frame, separated by ";" (e.g. "0,0,1,0.1;0.8,0.8,0.2,0.2"). */
 export function parseMask(raw: string): MaskRect[] {
-  return raw.split(';').map((s) => s.trim()).filter(Boolean).map((s) => {
-    const v = s.split(',').map((x) => Number(x.trim()));
-    if (v.length !== 4 || v.some((x) => !Number.isFinite(x) || x < 0 || x > 1) || v[2] === 0 || v[3] === 0) {
-      throw new InvalidInputError(`--opt mask: "${s}" must be x,y,width,height as fractions of the frame between 0 and 1`);
-    }
-    return { x: v[0], y: v[1], width: v[2], height: v[3] };
-  });
+  return raw
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const v = s.split(',').map((x) => Number(x.trim()));
+      if (v.length !== 4 || v.some((x) => !Number.isFinite(x) || x < 0 || x > 1) || v[2] === 0 || v[3] === 0) {
+        throw new InvalidInputError(`--opt mask: "${s}" must be x,y,width,height as fractions of the frame between 0 and 1`);
+      }
+      return { x: v[0], y: v[1], width: v[2], height: v[3] };
+    });
 }
 
 export function motionOptions(options: ProcessorOptions = {}): MotionOptions {
@@ -119,7 +131,14 @@ export function maskPixels(o: Pick<MotionOptions, 'width' | 'height' | 'mask'>):
  * bounding boxes of connected changed areas (on a coarse grid, 4-connected), in the
  * coordinates of a `sourceWidth` x `sourceHeight` frame.
  */
-export function compareFrames(prev: Uint8Array, cur: Uint8Array, mask: Uint8Array, o: MotionOptions, sourceWidth: number, sourceHeight: number): MotionDiff {
+export function compareFrames(
+  prev: Uint8Array,
+  cur: Uint8Array,
+  mask: Uint8Array,
+  o: MotionOptions,
+  sourceWidth: number,
+  sourceHeight: number,
+): MotionDiff {
   const { width: w, height: h, cell } = o;
   const gw = Math.ceil(w / cell);
   const gh = Math.ceil(h / cell);
@@ -156,17 +175,30 @@ export function compareFrames(prev: Uint8Array, cur: Uint8Array, mask: Uint8Arra
   const sy = sourceHeight / h;
   for (let start = 0; start < gw * gh; start++) {
     if (!active[start] || seen[start]) continue;
-    let minX = gw, minY = gh, maxX = -1, maxY = -1, rc = 0, rn = 0;
+    let minX = gw,
+      minY = gh,
+      maxX = -1,
+      maxY = -1,
+      rc = 0,
+      rn = 0;
     const stack = [start];
     seen[start] = 1;
     while (stack.length) {
       const g = stack.pop()!;
       const gx = g % gw;
       const gy = (g - gx) / gw;
-      minX = Math.min(minX, gx); maxX = Math.max(maxX, gx); minY = Math.min(minY, gy); maxY = Math.max(maxY, gy);
+      minX = Math.min(minX, gx);
+      maxX = Math.max(maxX, gx);
+      minY = Math.min(minY, gy);
+      maxY = Math.max(maxY, gy);
       rc += cellChanged[g];
       rn += cellCounted[g];
-      for (const [nx, ny] of [[gx - 1, gy], [gx + 1, gy], [gx, gy - 1], [gx, gy + 1]]) {
+      for (const [nx, ny] of [
+        [gx - 1, gy],
+        [gx + 1, gy],
+        [gx, gy - 1],
+        [gx, gy + 1],
+      ]) {
         if (nx < 0 || ny < 0 || nx >= gw || ny >= gh) continue;
         const n = ny * gw + nx;
         if (active[n] && !seen[n]) {
@@ -175,22 +207,38 @@ export function compareFrames(prev: Uint8Array, cur: Uint8Array, mask: Uint8Arra
         }
       }
     }
-    const px0 = minX * cell, py0 = minY * cell;
-    const px1 = Math.min(w, (maxX + 1) * cell), py1 = Math.min(h, (maxY + 1) * cell);
+    const px0 = minX * cell,
+      py0 = minY * cell;
+    const px1 = Math.min(w, (maxX + 1) * cell),
+      py1 = Math.min(h, (maxY + 1) * cell);
     if (((px1 - px0) * (py1 - py0)) / (w * h) < o.minRegion) continue;
     regions.push({
-      x: Math.round(px0 * sx), y: Math.round(py0 * sy), width: Math.round((px1 - px0) * sx), height: Math.round((py1 - py0) * sy),
+      x: Math.round(px0 * sx),
+      y: Math.round(py0 * sy),
+      width: Math.round((px1 - px0) * sx),
+      height: Math.round((py1 - py0) * sy),
       changedRatio: round(rn ? rc / rn : 0),
     });
   }
   regions.sort((a, b) => b.width * b.height - a.width * a.height);
-  return { motion: changedRatio >= o.threshold && changed > 0, score: round(score), changedRatio: round(changedRatio), regions: regions.slice(0, 32) };
+  return {
+    motion: changedRatio >= o.threshold && changed > 0,
+    score: round(score),
+    changedRatio: round(changedRatio),
+    regions: regions.slice(0, 32),
+  };
 }
 
 const round = (n: number) => Math.round(n * 1e5) / 1e5;
 
 /** Area-average (box) resize of a gray image; nearest neighbour where it grows. */
-export function resizeGray(src: Uint8Array, sw: number, sh: number, dw: number, dh: number): { width: number; height: number; pixels: Uint8Array } {
+export function resizeGray(
+  src: Uint8Array,
+  sw: number,
+  sh: number,
+  dw: number,
+  dh: number,
+): { width: number; height: number; pixels: Uint8Array } {
   const out = new Uint8Array(dw * dh);
   if (sw === dw && sh === dh) {
     out.set(src.subarray(0, dw * dh));
@@ -246,7 +294,11 @@ export function createMotionProcessor(options: ProcessorOptions = {}): Processor
     let gray: GrayImage;
     if (frame.thumbnail) {
       // Capture's gray thumbnail: no JPEG to fetch or decode, only a resize to the analysis size.
-      gray = { ...resizeGray(frame.thumbnail.data, frame.thumbnail.width, frame.thumbnail.height, o.width, o.height), sourceWidth: frame.width, sourceHeight: frame.height };
+      gray = {
+        ...resizeGray(frame.thumbnail.data, frame.thumbnail.width, frame.thumbnail.height, o.width, o.height),
+        sourceWidth: frame.width,
+        sourceHeight: frame.height,
+      };
     } else {
       if (!frame.image) throw new Error('motion needs the frame image (or a thumbnail), and none was loaded');
       gray = dec.decode(frame.image);
