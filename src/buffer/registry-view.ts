@@ -21,6 +21,8 @@ export interface RegistryViewOptions {
   registry: ProcessorRegistry;
   breakers: BreakerBoard;
   pressure: PressureOptions;
+  /** How long a registry read serves (default REGISTRY_REFRESH_MS). */
+  refreshMs?: number;
 }
 
 /** How long a registry read serves before the next one (heartbeats come every ~second). */
@@ -60,7 +62,7 @@ export class RegistryView {
 
   /** The registry, read again when the last read is older than REGISTRY_REFRESH_MS (or when forced). */
   async registry(force = false): Promise<RegistrySnapshot> {
-    if (!force && Date.now() - this.registryNow.at < REGISTRY_REFRESH_MS) return this.registryNow;
+    if (!force && Date.now() - this.registryNow.at < (this.opts.refreshMs ?? REGISTRY_REFRESH_MS)) return this.registryNow;
     const { metrics, logger, breakers } = this.opts;
     const now = Date.now();
     const processors = await this.opts.registry.live(now);
