@@ -1,5 +1,11 @@
-import type { FieldList } from '../bus/fields.js';
+import type { ChainableCommander } from 'ioredis';
+import { ID_RE, toFieldMap, ULID_FIELD_RE, type FieldList } from '../bus/fields.js';
 import type { Append } from '../bus/handoff.js';
+import type { RedisKeys } from '../bus/keys.js';
+import { addEvent } from '../bus/publish.js';
+import type { DeadLetterEntry } from '../bus/stream-consumer.js';
+import { makeEvent } from '../domain/events.js';
+import type { Metrics } from '../telemetry/metrics.js';
 
 export interface DeadLetter {
   /** The stream the entry leaves. */
@@ -33,4 +39,32 @@ export function deadLetterAppend(deadLetterStream: string, d: DeadLetter): Appen
       JSON.stringify(d.fields).slice(0, 65_536),
     ],
   };
+}
+
+function fieldOf(fields: FieldList, name: string): string | undefined {
+  try {
+    return toFieldMap(fields).get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A captured entry dead-lettered by intake's consumer (poison or malformed) still ends as a
+ * frame.dropped when its ids are readable, in the same MULTI as its move: no frame stays
+ * `captured` for ever without a word.
+ */
+export function droppedOnDeadLetter(
+  tx: ChainableCommander,
+  bad: DeadLetterEntry[],
+  opts: { keys: RedisKeys; streamMaxLen: number; metrics: Metrics },
+): void {
+  for (const b of bad) {
+    const frameId = fieldOf(b.fields, 'frame_id');
+    const cameraId = fieldOf(b.fields, 'camera_id');
+    if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
+    const event = makeEvent({ type: 'frame.dropped', frameId, cameraId, source: 'buffer', reason: `dead-lettered: ${b.reason}` });
+    addEvent(tx, opts.keys, event, opts.streamMaxLen);
+    opts.metrics.framesDropped.inc({ reason: 'dead_letter' });
+  }
 }

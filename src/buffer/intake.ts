@@ -1,19 +1,17 @@
 import { trace, type Span } from '@opentelemetry/api';
-import type { ChainableCommander } from 'ioredis';
 import { sleep } from '../bus/backoff.js';
 import { encodeEvent } from '../bus/event-codec.js';
-import { ID_RE, toFieldMap, ULID_FIELD_RE, type FieldList } from '../bus/fields.js';
 import { decodeFrame, encodeFrame } from '../bus/frame-codec.js';
 import { ackAndAppend, type AckAndAppend } from '../bus/handoff.js';
 import { GROUPS } from '../bus/keys.js';
-import { addEvent } from '../bus/publish.js';
-import { StreamConsumer, type DeadLetterEntry, type Entry } from '../bus/stream-consumer.js';
+import { StreamConsumer, type Entry } from '../bus/stream-consumer.js';
 import { makeEvent } from '../domain/events.js';
 import type { FrameMessage } from '../domain/frame.js';
 import { ATTR } from '../telemetry/attributes.js';
 import { endSpan, extractContext, injectContext, spanIds, startMessagingSpan } from '../telemetry/tracing.js';
 import type { BufferSettings } from './buffer-options.js';
 import type { BreakerBoard } from './breaker.js';
+import { droppedOnDeadLetter } from './dead-letter.js';
 import { laneOf } from './lanes.js';
 import { readyMessages } from './ready-messages.js';
 import type { RegistryView } from './registry-view.js';
@@ -41,14 +39,6 @@ const HIGH_MIN_BATCH = 10;
 const MEASURE_FRESH_MS = 20;
 /** The fast path trusts a measure of empty lanes this long (the script re-checks room anyway). */
 const FAST_PATH_MEASURE_MS = 1000;
-
-function fieldOf(fields: FieldList, name: string): string | undefined {
-  try {
-    return toFieldMap(fields).get(name);
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The intake loop: frames:captured (consumer group `buffer`, shared by every buffer) ->
@@ -79,7 +69,7 @@ export class Intake {
       metrics: s.metrics,
       logger: s.logger,
       canConsume: () => this.canTakeIn(),
-      onDeadLetter: (tx, bad) => this.droppedOnDeadLetter(tx, bad),
+      onDeadLetter: (tx, bad) => droppedOnDeadLetter(tx, bad, s),
     });
   }
 
@@ -245,22 +235,5 @@ export class Intake {
     for (const a of after) a();
     for (const s of spans) s.end();
     if (outcomes.some((o) => o === 'laned') || calls.length) this.opts.onLaned();
-  }
-
-  /** A captured entry dead-lettered (poison or malformed) still ends as a frame.dropped when its ids are readable. */
-  private droppedOnDeadLetter(tx: ChainableCommander, bad: DeadLetterEntry[]): void {
-    const { keys, streamMaxLen, metrics } = this.opts.settings;
-    for (const b of bad) {
-      const frameId = fieldOf(b.fields, 'frame_id');
-      const cameraId = fieldOf(b.fields, 'camera_id');
-      if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
-      addEvent(
-        tx,
-        keys,
-        makeEvent({ type: 'frame.dropped', frameId, cameraId, source: 'buffer', reason: `dead-lettered: ${b.reason}` }),
-        streamMaxLen,
-      );
-      metrics.framesDropped.inc({ reason: 'dead_letter' });
-    }
   }
 }

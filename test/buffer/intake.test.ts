@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Intake } from '../../src/buffer/intake.js';
 import { decodeFrame } from '../../src/bus/frame-codec.js';
 import { groupLag } from '../../src/bus/group-lag.js';
-import { GROUPS } from '../../src/bus/keys.js';
+import { deadLetterCounter, GROUPS } from '../../src/bus/keys.js';
+import { newFrameId } from '../../src/domain/frame-id.js';
 import { waitFor } from '../helpers/redis.js';
 import { byType } from './harness.js';
 import { parts, type Parts } from './parts.js';
@@ -113,6 +114,20 @@ describe('intake: frames:captured -> a lane, or straight to a processor (real Re
     expect(p.view.latest.pressure).toMatchObject({ level: 'critical', shedding: false });
     await p.publish({ capabilities: ['x'] }); // upstream 2 = the critical bound: sustained
     await waitFor('both taken in', async () => (await p.t.redis.xlen(p.t.keys.lane('normal'))) === 4);
+    expect(await upstream()).toMatchObject({ lag: 0, pending: 0 });
+  });
+
+  it('dead-letters a captured entry it cannot read, counted, and ends it with a frame.dropped when its ids are readable', async () => {
+    p = await parts('intake-malformed');
+    await p.register('a', ['x']);
+    start(p);
+    const frameId = newFrameId();
+    await p.t.redis.xadd(p.t.keys.captured, '*', 'v', '1', 'frame_id', frameId, 'camera_id', 'cam', 'width', 'wide');
+    const drop = await waitFor('its frame.dropped', async () => byType(await p.events(), 'frame.dropped')[0]);
+    expect(drop).toMatchObject({ frameId, cameraId: 'cam', source: 'buffer' });
+    expect(drop.reason).toMatch(/^dead-lettered: malformed/);
+    expect(await p.t.redis.xlen(p.t.keys.deadLetter)).toBe(1);
+    expect(await p.t.redis.hget(p.t.keys.counters, deadLetterCounter(p.t.keys.captured))).toBe('1');
     expect(await upstream()).toMatchObject({ lag: 0, pending: 0 });
   });
 });
