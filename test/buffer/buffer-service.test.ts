@@ -14,7 +14,7 @@ describe('BufferService: the coordinator wires intake, dispatch and the view (re
     t = await testRedis('coordinator');
     h = harness(t);
     const seen: string[] = [];
-    h.runtime(slowProcessor('a', ['x'], 30, seen), { capacity: 2 });
+    h.runtime(slowProcessor('a', ['x'], 100, seen), { capacity: 2 });
     const buffer = h.buffer();
     await waitFor('a registered', async () => (await buffer.liveProcessors()).length === 1);
     const frames = await Promise.all(Array.from({ length: 12 }, () => h.publish({ capabilities: ['x'] })));
