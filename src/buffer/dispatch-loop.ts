@@ -102,6 +102,8 @@ export class DispatchLoop {
   }
 
   private pause(): Promise<void> {
+    // close() during a round found no pause to cut short: do not start one.
+    if (this.closing) return Promise.resolve();
     const { view, breakers, intervalMs } = this.opts;
     const queues = view.latest;
     // Frames waiting: look again soon (less often when every queue is full: each holds
