@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { redisKeys } from '../src/bus/keys.js';
 import { InvalidInputError } from '../src/domain/errors.js';
 import { localPipeline, pipelineOptions } from '../src/ops/local-pipeline.js';
 import { hostWorker } from '../src/ops/worker-host.js';
@@ -58,7 +59,7 @@ export function runCommand(): Command {
       });
       const status = [...(pipeline?.capture.status.values() ?? [])];
       const published = status.reduce((n, s) => n + s.published, 0);
-      process.stdout.write(`published ${published} frames from ${status.length} camera(s) into ${config.prefix}frames:captured\n`);
+      process.stdout.write(`published ${published} frames from ${status.length} camera(s) into ${redisKeys(config.prefix).captured}\n`);
       const last = await db.query<{ frame_id: string; state: string }>(
         'SELECT frame_id, state FROM frame_metadata ORDER BY captured_at DESC LIMIT 1',
       );
