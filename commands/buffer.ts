@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { bufferApi } from '../src/buffer/api.js';
 import { BufferService } from '../src/buffer/buffer-service.js';
+import { bufferOptions } from '../src/buffer/options.js';
 import { STRATEGIES } from '../src/buffer/router.js';
 import { SHED_POLICIES } from '../src/buffer/pressure.js';
 import { hostWorker } from '../src/ops/worker-host.js';
@@ -53,32 +54,22 @@ export function bufferCommand(): Command {
     if (config.apiPort !== undefined) config.metricsPort = config.apiPort;
     // Off loopback the API must ask for a token (exit 2 before anything starts).
     checkApiExposure(config.metricsHost, config.apiToken);
+    const options = bufferOptions(config);
     process.exitCode = await hostWorker({
       component: 'buffer',
       config,
       defaultMetricsPort: 9102,
       create: (ctx) => {
-        const service = new BufferService({
-          redis: ctx.redis(),
-          blocking: ctx.blockingRedis(),
-          keys: ctx.keys,
-          tracer: ctx.tracer,
-          metrics: ctx.metrics,
-          logger: ctx.logger,
-          processorTtlMs: config.processorTtl,
-          streamMaxLen: config.streamMaxLen,
-          batchSize: config.batchSize,
-          blockMs: config.blockTime,
-          claimIdleMs: config.claimIdle,
-          maxDeliveries: config.maxDeliveries,
-          strategy: config.strategy,
-          shedPolicy: config.shedPolicy,
-          pressureHigh: config.pressureHigh,
-          pressureCritical: config.pressureCritical,
-          starvationLimit: config.starvationLimit,
-          breakerFailures: config.breakerFailures,
-          breakerCooldownMs: config.breakerCooldown,
-        });
+        const service = new BufferService(
+          options({
+            redis: ctx.redis(),
+            blocking: ctx.blockingRedis(),
+            keys: ctx.keys,
+            tracer: ctx.tracer,
+            metrics: ctx.metrics,
+            logger: ctx.logger,
+          }),
+        );
         return {
           run: () => service.run(),
           close: () => service.close(),

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { CaptureService } from '../src/capture/capture-service.js';
-import { cameraConfigs, parseFfmpegOptions } from '../src/capture/camera-config.js';
-import { parsePolicy, DEFAULT_VALIDATION } from '../src/capture/frame-check.js';
+import { parseFfmpegOptions } from '../src/capture/camera-config.js';
+import { captureOptions } from '../src/capture/options.js';
 import { routeFfmpegLogs } from '../src/capture/ffmpeg-log.js';
 import { InvalidInputError } from '../src/domain/errors.js';
 import { sendJson } from '../src/telemetry/http-server.js';
@@ -65,12 +65,12 @@ export function captureCommand(): Command {
     if (!config.cameras.length)
       throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');
     const where = file ? `config file ${file}: ` : '';
-    const cameras = cameraConfigs(config.cameras, config.cameraOptions, flags.camera ? '--camera' : `${where}cameras`);
-    if (config.thumbnailWidth !== 0 && config.thumbnailWidth < 8) {
-      throw new InvalidInputError(`--thumbnail-width "${config.thumbnailWidth}" must be 0 (no thumbnail) or 8..1920`);
-    }
-    const policy = parsePolicy(config.invalidFrames, '--invalid-frames');
-    const ffmpegOptions = flags.ffmpegOption ? parseFfmpegOptions('--ffmpeg-option', flags.ffmpegOption) : {};
+    const ffmpegOptions = flags.ffmpegOption ? parseFfmpegOptions('--ffmpeg-option', flags.ffmpegOption) : undefined;
+    const options = captureOptions(config, {
+      camerasFrom: flags.camera ? '--camera' : `${where}cameras`,
+      maxFrames: flags.maxFrames as number | undefined,
+      ffmpegOptions,
+    });
 
     let service: CaptureService | undefined;
     process.exitCode = await hostWorker({
@@ -79,29 +79,9 @@ export function captureCommand(): Command {
       defaultMetricsPort: 9101,
       create: (ctx) => {
         routeFfmpegLogs(ctx.logger.child({ source: 'ffmpeg' }));
-        service = new CaptureService({
-          redis: ctx.redis(),
-          keys: ctx.keys,
-          tracer: ctx.tracer,
-          metrics: ctx.metrics,
-          logger: ctx.logger,
-          cameras,
-          fps: config.fps,
-          jpegQuality: config.jpegQuality,
-          payloadTtlMs: config.payloadTtl,
-          streamMaxLen: config.streamMaxLen,
-          maxFrames: flags.maxFrames as number | undefined,
-          settings: {
-            transport: config.rtspTransport,
-            timeoutMs: config.cameraTimeout,
-            stallTimeoutMs: config.stallTimeout,
-            thumbnailWidth: config.thumbnailWidth,
-            ffmpegOptions,
-            validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },
-          },
-          reconnect: { maxMs: config.reconnectMax },
-          offlineGraceMs: config.offlineGrace,
-        });
+        service = new CaptureService(
+          options({ redis: ctx.redis(), keys: ctx.keys, tracer: ctx.tracer, metrics: ctx.metrics, logger: ctx.logger }),
+        );
         const s = service;
         return {
           run: () => s.run(),

@@ -5,6 +5,7 @@ import { redisKeys } from '../src/bus/keys.js';
 import { closeRedis, createRedis } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
+import { resolveBackends } from '../src/embedded/resolve-backends.js';
 import { DEFAULT_GATES, runLoadtest, type LoadtestProgress, type LoadtestReport } from '../src/ops/loadtest.js';
 import { createPool } from '../src/store/pg.js';
 import { createLogger } from '../src/telemetry/logger.js';
@@ -68,9 +69,10 @@ export function loadtestCommand(): Command {
     .option('--max-p95 <ms>', 'gate: end-to-end latency p95 in ms (must be below)', String(DEFAULT_GATES.maxP95Ms))
     .option('--max-failed <pct>', 'gate: frames that failed processing, % of sent', String(DEFAULT_GATES.maxFailedPct))
     .option('--json', 'print the report as JSON');
-  withConfigOptions(cmd);
+  withConfigOptions(cmd, { dataDir: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
-    const { config } = resolveConfig(flags);
+    const loaded = resolveConfig(flags);
+    const { config } = loaded;
     const fps = num('--fps', flags.fps, 0.1, 1000);
     const cameras = num('--cameras', flags.cameras, 1, 256);
     if (!Number.isInteger(cameras)) throw new InvalidInputError(`--cameras "${flags.cameras}" must be an integer`);
@@ -85,9 +87,11 @@ export function loadtestCommand(): Command {
       maxFailedPct: num('--max-failed', flags.maxFailed, 0, 100),
     };
     const logger = createLogger({ component: 'loadtest', level: config.logLevel });
+    // No URLs set: the backends of a running `detektr run` (run.json in --data-dir).
+    const backends = await resolveBackends(loaded);
     const tracing = initTracing('detektr-loadtest');
-    const redis = createRedis({ url: config.redisUrl, name: 'detektr:loadtest', logger });
-    const pool = createPool(config.databaseUrl, { schema: config.dbSchema, max: 2 });
+    const redis = createRedis({ url: backends.redisUrl, name: 'detektr:loadtest', logger });
+    const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2 });
     const abort = new AbortController();
     const onSignal = () => abort.abort();
     process.once('SIGINT', onSignal);
@@ -133,6 +137,7 @@ export function loadtestCommand(): Command {
       await tracing.shutdown();
       await closeRedis(redis);
       await pool.end();
+      await backends.close();
     }
   });
 }

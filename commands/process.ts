@@ -7,8 +7,8 @@ import { hostWorker } from '../src/ops/worker-host.js';
 import { BUILTIN_PROCESSOR_NAMES, createBuiltinProcessor } from '../src/process/builtin-processors.js';
 import { loadProcessorModule } from '../src/process/load-module.js';
 import type { ProcessorOptions } from '../src/process/processor.js';
+import { processorOptions } from '../src/process/options.js';
 import { ProcessorRuntime } from '../src/process/processor-runtime.js';
-import { parseDuration } from '../src/config/parse-value.js';
 import { collect, resolveConfig, withConfigOptions } from './common.js';
 
 const positiveInt = (flag: string, max: number) => (v: string) => {
@@ -40,17 +40,21 @@ export function processCommand(): Command {
       '--id <id>',
       "processor id in the registry (default: the processor name); instances with one id share its stream and take over each other's frames",
     )
-    .addOption(new Option('--concurrency <n>', 'frames processed at once').default(1).argParser(positiveInt('--concurrency', 1024)))
+    .addOption(
+      new Option('--concurrency <n>', 'frames processed at once (env DETEKTR_CONCURRENCY; default 1)').argParser(
+        positiveInt('--concurrency', 1024),
+      ),
+    )
     .addOption(
       new Option('--capacity <n>', 'frames this instance holds queued + in flight (default max(32, 8 x concurrency))').argParser(
         positiveInt('--capacity', 100_000),
       ),
     )
-    .option('--frame-timeout <duration>', 'longest one frame may take before it fails', '30s')
+    .option('--frame-timeout <duration>', 'longest one frame may take before it fails (env DETEKTR_FRAME_TIMEOUT; default 30s)')
     .option('--opt <key=value>', 'an option for the processor (repeatable), e.g. motion: threshold=0.01, mask="0,0,1,0.1"', collect);
   withConfigOptions(cmd, { worker: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
-    const { config } = resolveConfig(flags);
+    const { config } = resolveConfig(flags, { concurrency: flags.concurrency, frameTimeout: flags.frameTimeout });
     if (!flags.processor && !flags.module)
       throw new InvalidInputError(`give --processor <name> (${BUILTIN_PROCESSOR_NAMES.join(', ')}) or --module <path>`);
     const capabilities = ((flags.capability as string[] | undefined) ?? []).map((c) => validateName('--capability', c));
@@ -60,33 +64,22 @@ export function processCommand(): Command {
       : createBuiltinProcessor(String(flags.processor), options);
     if (!flags.module && capabilities.length) processor.capabilities = capabilities;
     const id = validateName('--id', String(flags.id ?? processor.name));
-    const frameTimeoutMs = parseDuration(String(flags.frameTimeout), '--frame-timeout');
-    if (frameTimeoutMs < 1) throw new InvalidInputError('--frame-timeout must be at least 1 ms');
+    const build = processorOptions(config, { processor, id, capacity: flags.capacity as number | undefined, options });
     process.exitCode = await hostWorker({
       component: 'process',
       config,
       defaultMetricsPort: 9103,
       create: (ctx) => {
-        const runtime = new ProcessorRuntime({
-          processor,
-          id,
-          redis: ctx.redis(),
-          blocking: ctx.blockingRedis(),
-          keys: ctx.keys,
-          tracer: ctx.tracer,
-          metrics: ctx.metrics,
-          logger: ctx.logger.child({ processor_id: id }),
-          concurrency: flags.concurrency as number,
-          capacity: flags.capacity as number | undefined,
-          frameTimeoutMs,
-          heartbeatMs: config.heartbeatInterval,
-          processorTtlMs: config.processorTtl,
-          streamMaxLen: config.streamMaxLen,
-          blockMs: config.blockTime,
-          claimIdleMs: config.claimIdle,
-          maxDeliveries: config.maxDeliveries,
-          options,
-        });
+        const runtime = new ProcessorRuntime(
+          build({
+            redis: ctx.redis(),
+            blocking: ctx.blockingRedis(),
+            keys: ctx.keys,
+            tracer: ctx.tracer,
+            metrics: ctx.metrics,
+            logger: ctx.logger.child({ processor_id: id }),
+          }),
+        );
         return { run: () => runtime.run(), close: () => runtime.close() };
       },
     });

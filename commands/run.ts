@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
-import { parseCameraSpec } from '../src/capture/camera-spec.js';
+import { redisKeys } from '../src/bus/keys.js';
 import { InvalidInputError } from '../src/domain/errors.js';
-import { localPipeline } from '../src/ops/local-pipeline.js';
+import { localPipeline, pipelineOptions } from '../src/ops/local-pipeline.js';
 import { hostWorker } from '../src/ops/worker-host.js';
 import { builtinProcessor, BUILTIN_PROCESSOR_NAMES } from '../src/process/builtin-processors.js';
 import type pg from 'pg';
@@ -29,11 +29,16 @@ export function runCommand(): Command {
   withConfigOptions(cmd, { worker: true, dataDir: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const loaded = resolveConfig(flags, { cameras: flags.camera, fps: flags.fps });
-    const { config, sources } = loaded;
-    const cameraSpecs = config.cameras.length ? config.cameras : ['demo=testsrc'];
-    if (sources.cameras === 'default') config.cameras = cameraSpecs;
-    const cameras = cameraSpecs.map(parseCameraSpec);
+    const { config, file } = loaded;
+    if (!config.cameras.length) config.cameras = ['demo=testsrc'];
+    const where = file ? `config file ${file}: ` : '';
     const processors = ((flags.processor as string[] | undefined) ?? BUILTIN_PROCESSOR_NAMES).map(builtinProcessor);
+    // The same options the separate workers build: validated here, before any backend starts.
+    const plan = pipelineOptions(config, {
+      processors,
+      camerasFrom: flags.camera ? '--camera' : `${where}cameras`,
+      maxFrames: flags.maxFrames as number | undefined,
+    });
     const logger = createLogger({ component: 'run', level: config.logLevel });
     // No URL set: embedded backends (an in-process Redis-protocol server, PGlite in the data dir).
     const backends = await startRunBackends(loaded, { onError: (err) => logger.error('embedded redis internal error', { error: err }) });
@@ -50,12 +55,11 @@ export function runCommand(): Command {
         component: 'run',
         config,
         defaultMetricsPort: 9100,
-        create: (ctx) =>
-          (pipeline = localPipeline(ctx, { cameras, processors, pool: db, maxFrames: flags.maxFrames as number | undefined })),
+        create: (ctx) => (pipeline = localPipeline(ctx, plan, { pool: db })),
       });
       const status = [...(pipeline?.capture.status.values() ?? [])];
       const published = status.reduce((n, s) => n + s.published, 0);
-      process.stdout.write(`published ${published} frames from ${status.length} camera(s) into ${config.prefix}frames:captured\n`);
+      process.stdout.write(`published ${published} frames from ${status.length} camera(s) into ${redisKeys(config.prefix).captured}\n`);
       const last = await db.query<{ frame_id: string; state: string }>(
         'SELECT frame_id, state FROM frame_metadata ORDER BY captured_at DESC LIMIT 1',
       );

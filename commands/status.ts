@@ -3,6 +3,7 @@ import { createElement } from 'react';
 import { redisKeys } from '../src/bus/keys.js';
 import { closeRedis, createRedis } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
+import { resolveBackends } from '../src/embedded/resolve-backends.js';
 import { statusSnapshot, type StatusSnapshot } from '../src/ops/status-snapshot.js';
 import { createPool } from '../src/store/pg.js';
 import { resolveConfig, withConfigOptions } from './common.js';
@@ -27,13 +28,16 @@ export function statusCommand(): Command {
     .description('live view of cameras, queues, processors, dead letters and drops (a terminal UI on a TTY; one snapshot otherwise)')
     .option('--json', 'print one snapshot as JSON and exit')
     .option('--interval <duration>', 'refresh period of the live view', '1s');
-  withConfigOptions(cmd);
+  withConfigOptions(cmd, { dataDir: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
-    const { config } = resolveConfig(flags);
+    const loaded = resolveConfig(flags);
+    const { config } = loaded;
     const intervalMs = parseDuration(String(flags.interval), '--interval');
-    const redis = createRedis({ url: config.redisUrl, name: 'detektr:status', commandTimeoutMs: 2000 });
+    // No URLs set: the backends of a running `detektr run` (run.json in --data-dir).
+    const backends = await resolveBackends(loaded);
+    const redis = createRedis({ url: backends.redisUrl, name: 'detektr:status', commandTimeoutMs: 2000 });
     redis.on('error', () => undefined); // shown in the view
-    const pool = createPool(config.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 2000 });
+    const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 2000 });
     pool.on('error', () => undefined);
     const load = () => statusSnapshot({ redis, pool, keys: redisKeys(config.prefix), processorTtlMs: config.processorTtl });
     try {
@@ -50,6 +54,7 @@ export function statusCommand(): Command {
     } finally {
       await closeRedis(redis);
       await pool.end().catch(() => undefined);
+      await backends.close();
     }
   });
 }

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { hostWorker } from '../src/ops/worker-host.js';
 import { createPool } from '../src/store/pg.js';
+import { storeOptions } from '../src/store/options.js';
 import { StoreService } from '../src/store/store-service.js';
 import { resolveConfig, withConfigOptions } from './common.js';
 
@@ -12,6 +13,7 @@ export function storeCommand(): Command {
   return cmd.action(async (flags: Record<string, unknown>) => {
     const { config } = resolveConfig(flags);
     const pool = createPool(config.databaseUrl, { schema: config.dbSchema });
+    const options = storeOptions(config);
     try {
       process.exitCode = await hostWorker({
         component: 'store',
@@ -19,19 +21,17 @@ export function storeCommand(): Command {
         defaultMetricsPort: 9104,
         create: (ctx) => {
           pool.on('error', (err) => ctx.logger.warn('idle PostgreSQL connection failed', { error: err }));
-          const service = new StoreService({
-            redis: ctx.redis(),
-            blocking: ctx.blockingRedis(),
-            keys: ctx.keys,
-            pool,
-            tracer: ctx.tracer,
-            metrics: ctx.metrics,
-            logger: ctx.logger,
-            batchSize: Math.max(config.batchSize, 500),
-            blockMs: config.blockTime,
-            claimIdleMs: config.claimIdle,
-            maxDeliveries: config.maxDeliveries,
-          });
+          const service = new StoreService(
+            options({
+              redis: ctx.redis(),
+              blocking: ctx.blockingRedis(),
+              keys: ctx.keys,
+              pool,
+              tracer: ctx.tracer,
+              metrics: ctx.metrics,
+              logger: ctx.logger,
+            }),
+          );
           return {
             run: () => service.run(),
             close: () => service.close(),

@@ -4,7 +4,7 @@ import { parseDuration } from '../src/config/parse-value.js';
 import { redactValue } from '../src/config/redact-text.js';
 import { parseFrameId, frameIdTime } from '../src/domain/frame-id.js';
 import { DetektrError, InvalidInputError, NotFoundError } from '../src/domain/errors.js';
-import { resolveDatabase } from '../src/embedded/resolve-backends.js';
+import { resolveBackends } from '../src/embedded/resolve-backends.js';
 import { createPool } from '../src/store/pg.js';
 import { findJourney } from '../src/trace/journey.js';
 import { findCameraEvents, findFailures, findSlowFrames, parseFrameState, searchFrames } from '../src/trace/queries.js';
@@ -182,8 +182,8 @@ async function withPool(flags: Flags, fn: (pool: pg.Pool, schema: string) => Pro
   const loaded = resolveConfig(flags);
   const { config } = loaded;
   // No DATABASE_URL: a running `detektr run`'s database (run.json), or its embedded files in --data-dir.
-  const db = await resolveDatabase(loaded);
-  const pool = createPool(db.url, { schema: config.dbSchema, max: 1 });
+  const db = await resolveBackends(loaded, { requireDatabase: true });
+  const pool = createPool(db.databaseUrl, { schema: config.dbSchema, max: 1 });
   try {
     await fn(pool, config.dbSchema);
   } catch (err) {

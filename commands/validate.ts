@@ -4,6 +4,7 @@ import { redisKeys } from '../src/bus/keys.js';
 import { closeRedis, createRedis } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
+import { resolveBackends } from '../src/embedded/resolve-backends.js';
 import { validate, type CheckStatus } from '../src/ops/validate.js';
 import { createPool } from '../src/store/pg.js';
 import { initTracing } from '../src/telemetry/tracing.js';
@@ -22,17 +23,20 @@ export function validateCommand(): Command {
     .option('--max-lag <n>', 'undelivered entries per group above which to warn', '1000')
     .option('--max-frame-age <duration>', "warn when a camera's newest stored frame is older than this", '60s')
     .option('--json', 'print the report as JSON: { status, durationMs, checks: [{ check, status, detail }] }');
-  withConfigOptions(cmd);
+  withConfigOptions(cmd, { dataDir: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
-    const { config } = resolveConfig(flags);
+    const loaded = resolveConfig(flags);
+    const { config } = loaded;
     const maxLag = Number(flags.maxLag);
     if (!Number.isInteger(maxLag) || maxLag < 0) throw new InvalidInputError(`--max-lag "${flags.maxLag}" must be a non-negative integer`);
     const maxFrameAgeMs = parseDuration(String(flags.maxFrameAge), '--max-frame-age');
     const e2eTimeoutMs = parseDuration(String(flags.e2eTimeout), '--e2e-timeout');
+    // No URLs set: the backends of a running `detektr run` (run.json in --data-dir).
+    const backends = await resolveBackends(loaded);
     const tracing = initTracing('detektr-validate');
-    const redis = createRedis({ url: config.redisUrl, name: 'detektr:validate', commandTimeoutMs: 1500 });
+    const redis = createRedis({ url: backends.redisUrl, name: 'detektr:validate', commandTimeoutMs: 1500 });
     redis.on('error', () => undefined); // reported by the redis check
-    const pool = createPool(config.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 1500 });
+    const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 1500 });
     pool.on('error', () => undefined);
     try {
       const report = await validate({
@@ -64,6 +68,7 @@ export function validateCommand(): Command {
       await tracing.shutdown();
       await closeRedis(redis);
       await pool.end().catch(() => undefined);
+      await backends.close();
     }
   });
 }

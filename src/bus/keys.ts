@@ -19,6 +19,8 @@ export function redisKeys(prefix: string) {
     results: `${prefix}results`,
     deadLetter: `${prefix}dead-letter`,
     payload: (frameId: string) => `${prefix}frame:${frameId}`,
+    /** The gray thumbnail stored beside a frame's payload (same TTL); takes the payload key the frame message carries. */
+    thumbnail: (payloadKey: string) => `${payloadKey}:thumb`,
     processor: (processorId: string) => `${prefix}processor:${processorId}`,
     /** Sorted set of processor ids scored by last heartbeat (ms). */
     processors: `${prefix}processors`,
@@ -28,10 +30,22 @@ export function redisKeys(prefix: string) {
     lane: (lane: string) => `${prefix}frames:waiting:${lane}`,
     /** Set of processor ids the buffer has routed to (their ready streams), for re-routing. */
     routed: `${prefix}routed`,
+    /** Hash: the counters as the last `validate` saw them, to report growth since. */
+    validateSnapshot: `${prefix}validate:dead-letter`,
   };
 }
 
 export type RedisKeys = ReturnType<typeof redisKeys>;
+
+/** Fields of the `counters` hash: entries of a stream that were dead-lettered, or trimmed before anyone read them. */
+const DEAD_LETTER_FIELD = 'dead_letter:';
+const TRIMMED_FIELD = 'trimmed:';
+export const COUNTER_FIELDS = {
+  deadLetterPrefix: DEAD_LETTER_FIELD,
+  trimmedPrefix: TRIMMED_FIELD,
+  deadLetter: (stream: string) => `${DEAD_LETTER_FIELD}${stream}`,
+  trimmed: (stream: string) => `${TRIMMED_FIELD}${stream}`,
+} as const;
 
 /** Consumer group names, one per role. */
 export const GROUPS = {

@@ -4,7 +4,7 @@ import { describeError, MalformedMessageError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { FieldList } from './fields.js';
-import type { RedisKeys } from './keys.js';
+import { COUNTER_FIELDS, type RedisKeys } from './keys.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { countTrimmedUnread } from './trim-loss.js';
 
@@ -189,7 +189,7 @@ export class StreamConsumer<T> {
         ids: deleted.slice(0, 20),
         count: deleted.length,
       });
-      await this.opts.redis.hincrby(this.opts.keys.counters, `trimmed:${this.opts.stream}`, deleted.length);
+      await this.opts.redis.hincrby(this.opts.keys.counters, COUNTER_FIELDS.trimmed(this.opts.stream), deleted.length);
     }
     if (!entries.length) return undefined;
     this.opts.metrics?.entriesReclaimed.inc({ stream: this.opts.stream }, entries.length);
@@ -289,7 +289,7 @@ export class StreamConsumer<T> {
         'fields',
         JSON.stringify(b.fields).slice(0, 65_536),
       );
-      tx.hincrby(keys.counters, `dead_letter:${stream}`, 1);
+      tx.hincrby(keys.counters, COUNTER_FIELDS.deadLetter(stream), 1);
       this.opts.metrics?.entriesDeadLettered.inc({ stream, reason: b.reason.startsWith('malformed') ? 'malformed' : 'max_deliveries' });
       this.opts.logger?.warn('entry dead-lettered', { stream, entry_id: b.id, reason: b.reason });
     }

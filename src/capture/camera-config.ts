@@ -81,6 +81,9 @@ const CAMERA_KEYS: Record<string, Parse> = {
   capabilities: (n, r) => ({ capabilities: typed({ type: 'list' })(n, r) as string[] }),
 };
 
+/** The keys a camera's entry in the config file may set (besides id and url). */
+export const CAMERA_KEY_NAMES = Object.keys(CAMERA_KEYS);
+
 const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 export function parseTransport(name: string, raw: unknown): 'tcp' | 'udp' {

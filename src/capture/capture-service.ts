@@ -1,22 +1,18 @@
-import { ROOT_CONTEXT, SpanKind, trace, type Span, type Tracer } from '@opentelemetry/api';
+import type { Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../bus/keys.js';
-import { addCameraEvent, addEvent, addFrame, execOrThrow } from '../bus/publish.js';
 import { backoffDelay, sleep } from '../bus/backoff.js';
-import { redactUrl } from '../config/redact.js';
 import { redactSecrets } from '../config/redact-text.js';
-import { makeCameraEvent, type CameraEventType } from '../domain/camera-events.js';
 import { ConnectionError } from '../domain/errors.js';
-import { makeEvent } from '../domain/events.js';
-import { frameIdTime, newFrameId } from '../domain/frame-id.js';
-import type { FrameMessage } from '../domain/frame.js';
-import { ATTR } from '../telemetry/attributes.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { endSpan, injectContext, spanIds, startMessagingSpan } from '../telemetry/tracing.js';
 import { DEFAULT_CAMERA_SETTINGS, effectiveSettings, type CameraConfig, type CameraSettings } from './camera-config.js';
-import { classifyFailure, type FailureReason } from './source-errors.js';
-import { openVideoSource, ReaderThread, type CapturedImage, type OpenInfo } from './video-source.js';
+import { cameraReadiness, initialStatus, type CameraStatus } from './camera-status.js';
+import { CapturePublisher } from './capture-publisher.js';
+import { classifyFailure } from './source-errors.js';
+import { openVideoSource, ReaderThread, type CapturedImage } from './video-source.js';
+
+export type { CameraState, CameraStatus } from './camera-status.js';
 
 export interface ReconnectPolicy {
   /** First backoff ceiling; doubles per consecutive failure. Default 500 ms. */
@@ -55,59 +51,29 @@ export interface CaptureOptions {
   offlineGraceMs?: number;
 }
 
-export type CameraState = 'connecting' | 'online' | 'offline' | 'failed' | 'stopped';
-
-/** What an operator (and /readyz, /cameras) sees of a camera; never holds a password. */
-export interface CameraStatus {
-  id: string;
-  /** The url with its password masked. */
-  url: string;
-  state: CameraState;
-  online: boolean;
-  frozen: boolean;
-  captured: number;
-  published: number;
-  dropped: number;
-  /** Reconnect attempts since start. */
-  reconnects: number;
-  /** Failures in a row (the backoff exponent); reset after a healthy period. */
-  failures: number;
-  lastFrameAt?: number;
-  /**
-   * How far behind the camera's clock frames are handled: wall time minus stream time,
-   * above the smallest value seen this session. Grows when the host cannot keep up.
-   */
-  lagMs?: number;
-  onlineSince?: number;
-  offlineSince?: number;
-  lastError?: string;
-  lastErrorReason?: FailureReason;
-  /** Current backoff ceiling and the delay drawn from it (full jitter). */
-  backoffCeilingMs?: number;
-  nextRetryInMs?: number;
-  stream?: OpenInfo;
-}
-
 const DEFAULT_RECONNECT: ReconnectPolicy = { baseMs: 500, maxMs: 30_000, healthyAfterMs: 30_000, giveUpAfter: 3 };
 
 /**
  * One reader (thread) per camera; a camera that fails or stalls is reconnected with
- * exponential backoff and full jitter while the others keep going. Each sampled frame:
- * root span `capture_frame`; payload stored once with a TTL; frame.captured event and
- * frame message in one MULTI. A frame the validation policy drops gets frame.captured and
- * frame.dropped events (no payload, no frame message). Camera state changes go on the
- * events stream as camera.online / camera.offline / camera.frozen.
+ * exponential backoff and full jitter while the others keep going. Each sampled frame is
+ * published by CapturePublisher through publishFrame (root span `capture_frame`; payload
+ * stored once with a TTL; frame.captured event and frame message in one MULTI). A frame
+ * the validation policy drops gets frame.captured and frame.dropped events (no payload, no
+ * frame message). Camera state changes go on the events stream as camera.online /
+ * camera.offline / camera.frozen.
  */
 export class CaptureService {
   private readonly stop = new AbortController();
   readonly status = new Map<string, CameraStatus>();
   private readonly reconnect: ReconnectPolicy;
   private readonly settings = new Map<string, CameraSettings>();
+  private readonly publisher: CapturePublisher;
   private running?: Promise<void>;
   private fatal?: Error;
 
   constructor(private readonly opts: CaptureOptions) {
     this.reconnect = { ...DEFAULT_RECONNECT, ...opts.reconnect };
+    this.publisher = new CapturePublisher(opts);
     const defaults: CameraSettings = {
       ...DEFAULT_CAMERA_SETTINGS,
       ...opts.settings,
@@ -118,19 +84,7 @@ export class CaptureService {
     };
     for (const c of opts.cameras) {
       this.settings.set(c.id, effectiveSettings(c, defaults));
-      this.status.set(c.id, {
-        id: c.id,
-        url: c.kind === 'lavfi' ? `lavfi:${c.url}` : redactUrl(c.url),
-        state: 'connecting',
-        online: false,
-        frozen: false,
-        captured: 0,
-        published: 0,
-        dropped: 0,
-        reconnects: 0,
-        failures: 0,
-        offlineSince: Date.now(),
-      });
+      this.status.set(c.id, initialStatus(c));
       opts.metrics.captureStreamUp.set({ camera: c.id }, 0);
       opts.metrics.captureFrozen.set({ camera: c.id }, 0);
     }
@@ -160,20 +114,7 @@ export class CaptureService {
 
   /** Ready while every camera is online or has been offline for less than the grace period. */
   readiness(now = Date.now()): { ready: boolean; checks: Record<string, string> } {
-    const grace = this.opts.offlineGraceMs ?? 30_000;
-    const checks: Record<string, string> = {};
-    let ready = true;
-    for (const s of this.status.values()) {
-      if (s.online) {
-        checks[`camera:${s.id}`] = s.frozen ? 'online (frozen)' : 'online';
-        continue;
-      }
-      const offlineMs = now - (s.offlineSince ?? now);
-      if (s.state === 'failed' || offlineMs >= grace) ready = false;
-      const why = s.lastError ? `: ${s.lastError}` : '';
-      checks[`camera:${s.id}`] = `${s.state} for ${Math.round(offlineMs / 1000)}s${why}`;
-    }
-    return { ready, checks };
+    return cameraReadiness(this.status.values(), this.opts.offlineGraceMs ?? 30_000, now);
   }
 
   private settingsOf(id: string): CameraSettings {
@@ -321,7 +262,7 @@ export class CaptureService {
     if (st.stream) Object.assign(data, { codec: st.stream.codec, width: st.stream.width, height: st.stream.height });
     if (wasDown !== undefined && st.lastError) data.offlineMs = Date.now() - wasDown;
     log.info('camera online', { ...data, url: undefined });
-    await this.emitCameraEvent(camera.id, 'camera.online', undefined, data);
+    await this.publisher.cameraEvent(camera.id, 'camera.online', undefined, data);
   }
 
   /** Emits camera.offline on the way down only: retries of a camera already offline emit nothing. */
@@ -336,17 +277,7 @@ export class CaptureService {
     this.opts.metrics.captureStreamUp.set({ camera: camera.id }, 0);
     this.opts.metrics.captureFrozen.set({ camera: camera.id }, 0);
     if (reason !== 'stopped') log.warn('camera offline', { reason, error: message });
-    await this.emitCameraEvent(camera.id, 'camera.offline', reason, { error: message, url: st.url });
-  }
-
-  private async emitCameraEvent(cameraId: string, type: CameraEventType, reason?: string, data?: Record<string, unknown>): Promise<void> {
-    const { redis, keys, streamMaxLen, logger } = this.opts;
-    const event = makeCameraEvent({ type, cameraId, source: 'capture', reason: reason && redactSecrets(reason), data });
-    try {
-      await execOrThrow(addCameraEvent(redis.multi(), keys, event, streamMaxLen));
-    } catch (err) {
-      logger.error('could not publish camera event', { camera_id: cameraId, type, error: err });
-    }
+    await this.publisher.cameraEvent(camera.id, 'camera.offline', reason, { error: message, url: st.url });
   }
 
   private async handleFrame(camera: CameraConfig, set: CameraSettings, st: CameraStatus, image: CapturedImage, log: Logger): Promise<void> {
@@ -357,7 +288,7 @@ export class CaptureService {
     metrics.framesCaptured.inc(cam);
     if (image.backlogDropped > 0) {
       // Publishing fell behind the camera: the oldest waiting frames were let go.
-      this.countDrop(camera.id, 'backlog', image.backlogDropped);
+      this.publisher.countDrop(camera.id, 'backlog', image.backlogDropped);
       st.dropped += image.backlogDropped;
       log.warn('frames dropped: publishing fell behind the camera', { count: image.backlogDropped });
     }
@@ -367,7 +298,7 @@ export class CaptureService {
         metrics.captureFrozen.set(cam, 1);
         const seconds = Math.round(image.frozenForMs / 100) / 10;
         log.warn('camera frozen: the picture has not changed', { frozen_s: seconds });
-        await this.emitCameraEvent(camera.id, 'camera.frozen', `picture unchanged for ${seconds} s`, {
+        await this.publisher.cameraEvent(camera.id, 'camera.frozen', `picture unchanged for ${seconds} s`, {
           frozenMs: Math.round(image.frozenForMs),
         });
       }
@@ -375,146 +306,16 @@ export class CaptureService {
       st.frozen = false;
       metrics.captureFrozen.set(cam, 0);
       log.info('camera picture moving again');
-      await this.emitCameraEvent(camera.id, 'camera.online', 'unfrozen', { url: st.url });
+      await this.publisher.cameraEvent(camera.id, 'camera.online', 'unfrozen', { url: st.url });
     }
     if (image.drop) {
-      await this.publishDropped(camera, set, image);
+      await this.publisher.dropped(camera.id, set, image);
       st.dropped++;
       return;
     }
     for (const flag of image.flags) metrics.captureFlagged.inc({ camera: camera.id, flag });
-    if (await this.publish(camera, set, image)) st.published++;
+    if (await this.publisher.frame(camera.id, set, image)) st.published++;
     else st.dropped++;
-  }
-
-  private countDrop(cameraId: string, reason: string, n = 1): void {
-    this.opts.metrics.framesDropped.inc({ reason }, n);
-    this.opts.metrics.captureDropped.inc({ camera: cameraId, reason }, n);
-  }
-
-  private startRoot(camera: CameraConfig, frameId: string, image: CapturedImage): Span {
-    return this.opts.tracer.startSpan(
-      'capture_frame',
-      {
-        kind: SpanKind.INTERNAL,
-        attributes: {
-          [ATTR.frameId]: frameId,
-          [ATTR.cameraId]: camera.id,
-          [ATTR.frameWidth]: image.width,
-          [ATTR.frameHeight]: image.height,
-          [ATTR.frameSizeBytes]: image.jpeg.length,
-        },
-      },
-      ROOT_CONTEXT,
-    );
-  }
-
-  private capturedData(set: CameraSettings, image: CapturedImage, extra: Record<string, unknown>): Record<string, unknown> {
-    const data: Record<string, unknown> = {
-      width: image.width,
-      height: image.height,
-      ...extra,
-      priority: set.priority,
-      ptsMs: image.ptsMs,
-      encodeMs: round3(image.encodeMs),
-      decodeMs: round3(image.decodeMs),
-    };
-    if (image.flags.length) data.flags = image.flags;
-    return data;
-  }
-
-  /** A frame the validation policy drops: frame.captured (its metadata) then frame.dropped, no payload. */
-  private async publishDropped(camera: CameraConfig, set: CameraSettings, image: CapturedImage): Promise<void> {
-    const { redis, keys, streamMaxLen, logger } = this.opts;
-    const reason = image.drop!;
-    const frameId = newFrameId(image.capturedAt);
-    const capturedAt = frameIdTime(frameId);
-    const root = this.startRoot(camera, frameId, image);
-    const ids = spanIds(root);
-    const captured = makeEvent({
-      type: 'frame.captured',
-      frameId,
-      cameraId: camera.id,
-      source: 'capture',
-      at: capturedAt,
-      ...ids,
-      data: this.capturedData(set, image, { format: 'none', sizeBytes: 0 }),
-    });
-    const dropped = makeEvent({ type: 'frame.dropped', frameId, cameraId: camera.id, source: 'capture', at: capturedAt, reason, ...ids });
-    const tx = redis.multi();
-    addEvent(tx, keys, captured, streamMaxLen);
-    addEvent(tx, keys, dropped, streamMaxLen);
-    this.countDrop(camera.id, reason);
-    try {
-      await execOrThrow(tx);
-      root.setAttribute('detektr.frame.dropped', reason);
-      root.end();
-    } catch (err) {
-      endSpan(root, redactedError(err));
-      logger.error("could not publish a dropped frame's events", { frame_id: frameId, camera_id: camera.id, reason, error: err });
-    }
-  }
-
-  private async publish(camera: CameraConfig, set: CameraSettings, image: CapturedImage): Promise<boolean> {
-    const { redis, keys, tracer, metrics, payloadTtlMs, streamMaxLen } = this.opts;
-    const frameId = newFrameId(image.capturedAt);
-    const capturedAt = frameIdTime(frameId);
-    const root = this.startRoot(camera, frameId, image);
-    const rootCtx = trace.setSpan(ROOT_CONTEXT, root);
-    const send = startMessagingSpan(tracer, 'send', keys.captured, rootCtx, { [ATTR.frameId]: frameId, [ATTR.cameraId]: camera.id });
-    const payloadKey = keys.payload(frameId);
-    const frame: FrameMessage = {
-      frameId,
-      cameraId: camera.id,
-      capturedAt,
-      width: image.width,
-      height: image.height,
-      format: 'jpeg',
-      sizeBytes: image.jpeg.length,
-      priority: set.priority,
-      payloadKey,
-      capabilities: set.capabilities,
-      ...injectContext(trace.setSpan(rootCtx, send)),
-    };
-    const extra: Record<string, unknown> = { format: 'jpeg', sizeBytes: image.jpeg.length };
-    const tx = redis.multi().set(payloadKey, image.jpeg, 'PX', payloadTtlMs);
-    if (image.thumbnail) {
-      const thumbKey = thumbnailKey(keys, frameId);
-      tx.set(thumbKey, image.thumbnail.data, 'PX', payloadTtlMs);
-      extra.thumbnail = { key: thumbKey, width: image.thumbnail.width, height: image.thumbnail.height, format: 'gray8' };
-    }
-    const event = makeEvent({
-      type: 'frame.captured',
-      frameId,
-      cameraId: camera.id,
-      source: 'capture',
-      at: capturedAt,
-      ...spanIds(root),
-      data: this.capturedData(set, image, extra),
-    });
-    // The event goes first so the store never sees a frame's later events before its birth.
-    addEvent(tx, keys, event, streamMaxLen);
-    addFrame(tx, keys.captured, frame, streamMaxLen);
-    try {
-      await execOrThrow(tx);
-    } catch (err) {
-      // Redis is unreachable: no event can say so, so the log and the counter must.
-      endSpan(send, redactedError(err));
-      endSpan(root, redactedError(err));
-      this.countDrop(camera.id, 'publish_failed');
-      this.opts.logger.error('frame dropped: could not publish', {
-        frame_id: frameId,
-        camera_id: camera.id,
-        trace_id: root.spanContext().traceId,
-        error: err,
-      });
-      return false;
-    }
-    metrics.framesPublished.inc({ camera: camera.id });
-    metrics.encodeSeconds.observe({ camera: camera.id }, image.encodeMs / 1000);
-    send.end();
-    root.end();
-    return true;
   }
 
   private updateAges(): void {
@@ -523,19 +324,4 @@ export class CaptureService {
       if (s.lastFrameAt !== undefined) this.opts.metrics.captureLastFrameAge.set({ camera: s.id }, (now - s.lastFrameAt) / 1000);
     }
   }
-}
-
-/** Where the gray thumbnail of a frame is stored (beside its JPEG, same TTL). */
-export function thumbnailKey(keys: RedisKeys, frameId: string): string {
-  return `${keys.payload(frameId)}:thumb`;
-}
-
-function round3(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}
-
-function redactedError(err: unknown): Error {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const message = redactSecrets(e.message);
-  return message === e.message ? e : new Error(message);
 }

@@ -37,6 +37,8 @@ export interface Config {
   starvationLimit: number;
   breakerFailures: number;
   breakerCooldown: number;
+  concurrency: number;
+  frameTimeout: number;
   rtspTransport: 'tcp' | 'udp';
   cameraTimeout: number;
   stallTimeout: number;

@@ -187,6 +187,22 @@ export const CONFIG_KEYS = {
     min: 100,
     description: 'buffer: how long a breaker stays open before a probe frame (half-open)',
   },
+  // process (every processor under `run`; `detektr process` has them as flags too)
+  concurrency: {
+    type: 'int',
+    default: 1,
+    env: 'DETEKTR_CONCURRENCY',
+    min: 1,
+    max: 1024,
+    description: 'process: frames one processor instance processes at once',
+  },
+  frameTimeout: {
+    type: 'duration',
+    default: 30_000,
+    env: 'DETEKTR_FRAME_TIMEOUT',
+    min: 1,
+    description: 'process: longest one frame may take before it fails',
+  },
   // capture (defaults for every camera; a camera's entry in the config file may override them)
   rtspTransport: {
     type: 'string',

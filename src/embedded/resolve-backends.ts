@@ -10,7 +10,7 @@ import { createScripting } from './lua.js';
  * Which backends a command uses. A URL the user set (flag, environment or config file)
  * always wins; with none, `detektr run` starts embedded ones (an in-process Redis-protocol
  * server, PGlite in `<dataDir>/pgdata`) and announces them in `<dataDir>/run.json`, so
- * one-shot commands (trace find, validate, loadtest) reach the same data while it runs, and
+ * one-shot commands (trace, status, validate, loadtest) reach the same data while it runs, and
  * open the PGlite files themselves after it stopped.
  */
 
@@ -133,11 +133,12 @@ export interface ResolvedDatabase {
 }
 
 /**
- * For one-shot commands that read the database: the user's URL when set; else the running
+ * The database of a one-shot command: the user's URL when set; else the running
  * `detektr run`'s (run.json); else the embedded files in `<dataDir>/pgdata`, opened in
- * this process (close() afterwards). Throws when there is none of these.
+ * this process (close() afterwards). With none of these: an error when `required`, else
+ * the default URL (a local PostgreSQL, whose absence the command reports itself).
  */
-export async function resolveDatabase(loaded: LoadedConfig): Promise<ResolvedDatabase> {
+async function resolveDatabaseOf(loaded: LoadedConfig, required: boolean): Promise<ResolvedDatabase> {
   const { config, sources } = loaded;
   const none = async () => {};
   if (sources.databaseUrl !== 'default') return { url: config.databaseUrl, kind: 'external', close: none };
@@ -145,6 +146,7 @@ export async function resolveDatabase(loaded: LoadedConfig): Promise<ResolvedDat
   const run = readRunInfo(dataDir);
   if (run) return { url: run.databaseUrl, kind: 'run', close: none };
   if (!existsSync(pgDataDir(dataDir))) {
+    if (!required) return { url: config.databaseUrl, kind: 'external', close: none };
     throw new ConnectionError(`no DATABASE_URL and no embedded data in ${config.dataDir}: run \`detektr run\` first or set DATABASE_URL`);
   }
   let pg: EmbeddedPostgres;
@@ -160,14 +162,40 @@ export async function resolveDatabase(loaded: LoadedConfig): Promise<ResolvedDat
   return { url, kind: 'embedded', close: () => pg.close() };
 }
 
+/** The database for a one-shot command that cannot do without one (trace); see resolveBackends. */
+export function resolveDatabase(loaded: LoadedConfig): Promise<ResolvedDatabase> {
+  return resolveDatabaseOf(loaded, true);
+}
+
 /**
- * For one-shot commands that talk to Redis: the user's URL when set; else the running
- * `detektr run`'s embedded server (run.json); else the default URL (the embedded server
- * keeps its data in memory only, so there is nothing to open once `run` stopped).
+ * Redis for a one-shot command: the user's URL when set; else the running `detektr run`'s
+ * embedded server (run.json); else the default URL (the embedded server keeps its data in
+ * memory only, so there is nothing to open once `run` stopped).
  */
 export function resolveRedisUrl(loaded: LoadedConfig): { url: string; kind: BackendKind } {
   const { config, sources } = loaded;
   if (sources.redisUrl !== 'default') return { url: config.redisUrl, kind: 'external' };
   const run = readRunInfo(resolve(config.dataDir));
   return run ? { url: run.redisUrl, kind: 'run' } : { url: config.redisUrl, kind: 'external' };
+}
+
+export interface ResolvedBackends {
+  redisUrl: string;
+  redis: BackendKind;
+  databaseUrl: string;
+  postgres: BackendKind;
+  /** Closes what was opened in this process (embedded PostgreSQL files). */
+  close(): Promise<void>;
+}
+
+/**
+ * The one resolver of every one-shot command (trace, status, validate, loadtest): a URL
+ * the user set wins; else the backends of the `detektr run` using `--data-dir`; else its
+ * embedded database files. `requireDatabase`: with no database at all, fail (trace: there
+ * is nothing to ask) rather than try the default URL.
+ */
+export async function resolveBackends(loaded: LoadedConfig, opts: { requireDatabase?: boolean } = {}): Promise<ResolvedBackends> {
+  const redis = resolveRedisUrl(loaded);
+  const db = await resolveDatabaseOf(loaded, opts.requireDatabase ?? false);
+  return { redisUrl: redis.url, redis: redis.kind, databaseUrl: db.url, postgres: db.kind, close: () => db.close() };
 }

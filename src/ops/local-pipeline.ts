@@ -1,90 +1,84 @@
 import type pg from 'pg';
-import { BufferService } from '../buffer/buffer-service.js';
+import { BufferService, type BufferOptions } from '../buffer/buffer-service.js';
 import { LANES } from '../buffer/lanes.js';
+import { bufferOptions, type BufferDeps } from '../buffer/options.js';
 import { groupLag } from '../bus/group-lag.js';
 import { sleep } from '../bus/backoff.js';
-import { CaptureService } from '../capture/capture-service.js';
-import type { CameraSpec } from '../capture/camera-spec.js';
+import { CaptureService, type CaptureOptions } from '../capture/capture-service.js';
+import { routeFfmpegLogs } from '../capture/ffmpeg-log.js';
+import { captureOptions, type CaptureDeps } from '../capture/options.js';
+import type { Config } from '../config/load-config.js';
+import { processorOptions, type ProcessorDeps } from '../process/options.js';
 import type { Processor } from '../process/processor.js';
-import { ProcessorRuntime } from '../process/processor-runtime.js';
-import { StoreService } from '../store/store-service.js';
+import { ProcessorRuntime, type ProcessorRuntimeOptions } from '../process/processor-runtime.js';
+import { storeOptions, type StoreDeps } from '../store/options.js';
+import { StoreService, type StoreOptions } from '../store/store-service.js';
 import type { Worker, WorkerContext } from './worker-host.js';
 
-export interface LocalPipelineOptions {
-  cameras: CameraSpec[];
-  processors: Processor[];
-  pool: pg.Pool;
-  maxFrames?: number;
+/** The options of every service `run` composes, each built by its component's own xxxOptions. */
+export interface PipelinePlan {
+  capture: (deps: CaptureDeps) => CaptureOptions;
+  buffer: (deps: BufferDeps) => BufferOptions;
+  processors: { id: string; options: (deps: ProcessorDeps) => ProcessorRuntimeOptions }[];
+  store: (deps: StoreDeps) => StoreOptions;
   /** Longest to wait, after capture stops, for frames in flight to finish. */
+  drainTimeoutMs: number;
+}
+
+export interface PipelineExtras {
+  processors: Processor[];
+  /** Where config.cameras came from, for errors naming a bad camera. */
+  camerasFrom: string;
+  maxFrames?: number;
   drainTimeoutMs?: number;
 }
 
 /**
- * The whole pipeline in one process: the same services the separate workers run, wired
- * over the same streams. Stop order drains it: capture stops first, the others finish
- * what is already in the streams, then stop.
+ * What `run` starts, from the same config translation the separate workers use (capture,
+ * buffer, process, store): a key means the same under `run` as under its worker. Validates
+ * at once, so bad input fails before anything starts.
  */
-export function localPipeline(ctx: WorkerContext, opts: LocalPipelineOptions): Worker & { capture: CaptureService } {
-  const { config, keys, tracer, metrics, logger } = ctx;
-  const common = { keys, tracer, metrics, blockMs: config.blockTime, claimIdleMs: config.claimIdle, maxDeliveries: config.maxDeliveries };
-  const capture = new CaptureService({
-    redis: ctx.redis('capture'),
+export function pipelineOptions(config: Config, extras: PipelineExtras): PipelinePlan {
+  return {
+    capture: captureOptions(config, { camerasFrom: extras.camerasFrom, maxFrames: extras.maxFrames }),
+    buffer: bufferOptions(config),
+    processors: extras.processors.map((processor) => ({
+      id: processor.name,
+      options: processorOptions(config, { processor, id: processor.name }),
+    })),
+    store: storeOptions(config),
+    drainTimeoutMs: extras.drainTimeoutMs ?? 10_000,
+  };
+}
+
+/**
+ * The whole pipeline in one process: the same services the separate workers run, with
+ * the same options, wired over the same streams. Stop order drains it: capture stops
+ * first, the others finish what is already in the streams, then stop.
+ */
+export function localPipeline(ctx: WorkerContext, plan: PipelinePlan, db: { pool: pg.Pool }): Worker & { capture: CaptureService } {
+  const { keys, tracer, metrics, logger } = ctx;
+  const deps = (service: string, name = service, fields: Record<string, string> = { service }) => ({
+    redis: ctx.redis(name),
+    blocking: ctx.blockingRedis(name),
     keys,
     tracer,
     metrics,
-    logger: logger.child({ service: 'capture' }),
-    cameras: opts.cameras,
-    fps: config.fps,
-    jpegQuality: config.jpegQuality,
-    payloadTtlMs: config.payloadTtl,
-    streamMaxLen: config.streamMaxLen,
-    maxFrames: opts.maxFrames,
+    logger: logger.child(fields),
   });
-  const buffer = new BufferService({
-    ...common,
-    redis: ctx.redis('buffer'),
-    blocking: ctx.blockingRedis('buffer'),
-    logger: logger.child({ service: 'buffer' }),
-    processorTtlMs: config.processorTtl,
-    streamMaxLen: config.streamMaxLen,
-    batchSize: config.batchSize,
-    strategy: config.strategy,
-    shedPolicy: config.shedPolicy,
-    pressureHigh: config.pressureHigh,
-    pressureCritical: config.pressureCritical,
-    starvationLimit: config.starvationLimit,
-    breakerFailures: config.breakerFailures,
-    breakerCooldownMs: config.breakerCooldown,
-  });
-  const runtimes = opts.processors.map(
-    (processor) =>
-      new ProcessorRuntime({
-        ...common,
-        processor,
-        id: processor.name,
-        redis: ctx.redis(`process:${processor.name}`),
-        blocking: ctx.blockingRedis(`process:${processor.name}`),
-        logger: logger.child({ service: 'process', processor_id: processor.name }),
-        concurrency: 2,
-        frameTimeoutMs: 30_000,
-        heartbeatMs: config.heartbeatInterval,
-        processorTtlMs: config.processorTtl,
-        streamMaxLen: config.streamMaxLen,
-      }),
+  routeFfmpegLogs(logger.child({ service: 'capture', source: 'ffmpeg' }));
+  const captureDeps = { redis: ctx.redis('capture'), keys, tracer, metrics, logger: logger.child({ service: 'capture' }) };
+  const capture = new CaptureService(plan.capture(captureDeps));
+  const buffer = new BufferService(plan.buffer(deps('buffer')));
+  const runtimes = plan.processors.map(
+    (p) => new ProcessorRuntime(p.options(deps('process', `process:${p.id}`, { service: 'process', processor_id: p.id }))),
   );
-  const store = new StoreService({
-    ...common,
-    redis: ctx.redis('store'),
-    blocking: ctx.blockingRedis('store'),
-    pool: opts.pool,
-    logger: logger.child({ service: 'store' }),
-    batchSize: Math.max(config.batchSize, 500),
-  });
+  const store = new StoreService(plan.store({ ...deps('store'), pool: db.pool }));
   const consumers = [buffer, ...runtimes, store];
   const redis = ctx.redis('drain');
   const streams = [keys.captured, keys.events];
   // Lanes and ready streams hold only frames not yet handed on / acked: empty means drained.
-  const queues = [...LANES.map((l) => keys.lane(l)), ...opts.processors.map((p) => keys.ready(p.name))];
+  const queues = [...LANES.map((l) => keys.lane(l)), ...runtimes.map((r) => r.stream)];
 
   async function drained(): Promise<boolean> {
     const lags = (await Promise.all(streams.map((s) => groupLag(redis, s)))).flat();
@@ -96,7 +90,7 @@ export function localPipeline(ctx: WorkerContext, opts: LocalPipelineOptions): W
   const close = () => {
     closing ??= (async () => {
       await capture.close();
-      const deadline = Date.now() + (opts.drainTimeoutMs ?? 10_000);
+      const deadline = Date.now() + plan.drainTimeoutMs;
       while (Date.now() < deadline && !(await drained().catch(() => false))) await sleep(100);
       await Promise.all(consumers.map((c) => c.close()));
     })();
@@ -113,9 +107,6 @@ export function localPipeline(ctx: WorkerContext, opts: LocalPipelineOptions): W
       await Promise.all(running);
     },
     close,
-    readiness: () => ({
-      ready: [...capture.status.values()].some((s) => s.online),
-      checks: Object.fromEntries([...capture.status.values()].map((s) => [`camera:${s.id}`, s.online ? 'online' : 'offline'])),
-    }),
+    readiness: () => capture.readiness(),
   };
 }

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { ProcessorRegistry } from '../buffer/registry.js';
 import { groupLag } from '../bus/group-lag.js';
-import { GROUPS, type RedisKeys } from '../bus/keys.js';
+import { COUNTER_FIELDS, GROUPS, type RedisKeys } from '../bus/keys.js';
 import { publishFrame } from '../bus/publish-frame.js';
 import { sleep } from '../bus/backoff.js';
 import { redactSecrets } from '../config/redact-text.js';
@@ -119,12 +119,12 @@ async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
   }
 
   const counters = await o.redis.hgetall(o.keys.counters);
-  const snapshotKey = `${o.keys.prefix}validate:dead-letter`;
+  const snapshotKey = o.keys.validateSnapshot;
   const previous = await o.redis.hgetall(snapshotKey);
   const grown: string[] = [];
   let total = 0;
   for (const [k, v] of Object.entries(counters)) {
-    if (!k.startsWith('dead_letter:') && !k.startsWith('trimmed:')) continue;
+    if (!k.startsWith(COUNTER_FIELDS.deadLetterPrefix) && !k.startsWith(COUNTER_FIELDS.trimmedPrefix)) continue;
     total += Number(v);
     const before = Number(previous[k] ?? 0);
     if (Number(v) > before) grown.push(`${k} +${Number(v) - before}`);

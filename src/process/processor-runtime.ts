@@ -1,14 +1,12 @@
 import { hostname } from 'node:os';
 import { trace, type Tracer } from '@opentelemetry/api';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { encodeEvent } from '../bus/event-codec.js';
-import { ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE } from '../bus/fields.js';
 import { decodeReadyFrame } from '../bus/frame-codec.js';
 import { ackAndAppend } from '../bus/handoff.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
-import { addEvent } from '../bus/publish.js';
-import { StreamConsumer, consumerName, type DeadLetterEntry, type Entry } from '../bus/stream-consumer.js';
+import { StreamConsumer, consumerName, type Entry } from '../bus/stream-consumer.js';
 import { makeEvent } from '../domain/events.js';
 import { describeError, PayloadExpiredError } from '../domain/errors.js';
 import type { FrameMessage } from '../domain/frame.js';
@@ -17,7 +15,11 @@ import { ATTR } from '../telemetry/attributes.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { endSpan, extractContext, injectContext, spanIds, startMessagingSpan } from '../telemetry/tracing.js';
-import type { GrayThumbnail, Processor, ProcessorOptions, ProcessorResult } from './processor.js';
+import { addDeadLetterFailures } from './dead-letter-events.js';
+import { outcomeTargets, resultJsonOf, type FrameOutcome } from './outcome.js';
+import type { Processor, ProcessorOptions } from './processor.js';
+import { FrameTimeoutError, runFrame, ShutdownError } from './run-frame.js';
+import { RunSlots } from './run-slots.js';
 
 export interface ProcessorRuntimeOptions {
   processor: Processor;
@@ -46,46 +48,6 @@ export interface ProcessorRuntimeOptions {
   drainMs?: number;
 }
 
-class FrameTimeoutError extends Error {}
-
-/**
- * Capture stores the thumbnail as bare gray bytes (`<payload key>:thumb`), its width set by
- * the capture config and its height keeping the frame's aspect ratio: find the width x
- * height that multiplies to the byte count with that aspect. Undefined when none fits.
- */
-export function thumbnailOf(data: Buffer, frameWidth: number, frameHeight: number): GrayThumbnail | undefined {
-  const aspect = frameHeight / frameWidth;
-  const guess = Math.round(Math.sqrt(data.length / aspect));
-  for (let d = 0; d <= 4; d++) {
-    for (const w of d ? [guess - d, guess + d] : [guess]) {
-      if (w < 1 || data.length % w !== 0) continue;
-      const h = data.length / w;
-      if (Math.abs(h - w * aspect) <= 2) return { data, width: w, height: h };
-    }
-  }
-  return undefined;
-}
-class ShutdownError extends Error {}
-
-const MAX_RESULT_BYTES = 60 * 1024;
-
-/** The small scalar part of a result, kept on the processing.completed event (the store shows it). */
-function summary(result: ProcessorResult): Record<string, unknown> | undefined {
-  const out: Record<string, unknown> = {};
-  let n = 0;
-  for (const [k, v] of Object.entries(result)) {
-    if (n >= 12) break;
-    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length <= 80)) {
-      out[k] = v;
-      n++;
-    } else if (Array.isArray(v)) {
-      out[`${k}Count`] = v.length;
-      n++;
-    }
-  }
-  return n ? out : undefined;
-}
-
 interface InFlight {
   entry: Entry<FrameMessage>;
   /** When it was delivered here (its idle time is refreshed from then on). */
@@ -112,8 +74,7 @@ export class ProcessorRuntime {
   /** Frames delivered to this instance and not committed yet: running, or read ahead. */
   private readonly inFlight = new Map<string, InFlight>();
   /** Frames being processed (at most `concurrency`); the others in inFlight wait for a run slot. */
-  private running = 0;
-  private runWaiters: (() => void)[] = [];
+  private readonly slots: RunSlots;
   /**
    * Frames read ahead while `concurrency` run. 0: reading ahead made a frame that kills its
    * processor take the frames read ahead with it (their delivery counts grow with the
@@ -132,6 +93,7 @@ export class ProcessorRuntime {
     this.registry = new ProcessorRegistry(opts.redis, opts.keys, opts.processorTtlMs);
     this.instance = consumerName(opts.id);
     this.capacity = opts.capacity ?? Math.max(32, opts.concurrency * 8);
+    this.slots = new RunSlots(opts.concurrency, this.stop.signal, (n) => opts.metrics.framesInFlight.set({ processor: opts.id }, n));
     if (opts.heartbeatMs > opts.claimIdleMs / 3) {
       opts.logger.warn(
         'the heartbeat interval is over a third of claimIdle: frames that run long may be reclaimed by other instances while still running',
@@ -155,7 +117,7 @@ export class ProcessorRuntime {
       logger: opts.logger,
       canConsume: () => this.freeSlot(),
       deleteOnAck: true,
-      onDeadLetter: (tx, bad) => this.failedOnDeadLetter(tx, bad),
+      onDeadLetter: (tx, bad) => addDeadLetterFailures(tx, bad, opts),
     });
   }
 
@@ -196,7 +158,7 @@ export class ProcessorRuntime {
       this.stopping = true;
       await this.registry.unregisterInstance(id, this.instance).catch(() => undefined);
       for (const w of this.slotWaiters.splice(0)) w();
-      for (const w of this.runWaiters.splice(0)) w();
+      this.slots.wakeAll();
       await this.consumer.close();
       const drain = this.opts.drainMs ?? Math.min(this.opts.frameTimeoutMs, 10_000);
       const deadline = Date.now() + drain;
@@ -205,7 +167,7 @@ export class ProcessorRuntime {
       if (this.tasks.size) {
         logger.warn('stopping with frames in hand: they stay pending and are reclaimed by another instance', { count: this.tasks.size });
         this.stop.abort();
-        for (const w of this.runWaiters.splice(0)) w(); // frames read ahead: handed back unstarted
+        this.slots.wakeAll(); // frames read ahead: handed back unstarted
         await Promise.race([Promise.all(this.tasks), sleep(1000)]);
       }
       await this.opts.processor.teardown?.();
@@ -221,7 +183,7 @@ export class ProcessorRuntime {
       at: Date.now(),
       pid: process.pid,
       host: hostname(),
-      inFlight: this.running,
+      inFlight: this.slots.running,
       completed: this.stats.completed,
       failed: this.stats.failed,
       consecutiveFailures: this.stats.consecutiveFailures,
@@ -275,23 +237,6 @@ export class ProcessorRuntime {
     });
   }
 
-  /** Waits for one of the `concurrency` run slots; throws ShutdownError when the worker stops first. */
-  private async acquireRun(): Promise<void> {
-    while (this.running >= this.opts.concurrency) {
-      if (this.stop.signal.aborted) throw new ShutdownError('the worker is stopping');
-      await new Promise<void>((resolve) => this.runWaiters.push(resolve));
-    }
-    if (this.stop.signal.aborted) throw new ShutdownError('the worker is stopping');
-    this.running++;
-    this.opts.metrics.framesInFlight.set({ processor: this.opts.id }, this.running);
-  }
-
-  private releaseRun(): void {
-    this.running--;
-    this.opts.metrics.framesInFlight.set({ processor: this.opts.id }, this.running);
-    this.runWaiters.shift()?.();
-  }
-
   private handle(entries: Entry<FrameMessage>[]): Promise<void> {
     for (const entry of entries) {
       if (this.inFlight.has(entry.id)) continue; // our own frame, reclaimed back to us while still running
@@ -316,7 +261,7 @@ export class ProcessorRuntime {
 
   private async runOne(f: InFlight): Promise<void> {
     try {
-      await this.acquireRun();
+      await this.slots.acquire();
     } catch (err) {
       if (err instanceof ShutdownError) return; // read ahead, never started: left pending, reclaimed elsewhere
       throw err;
@@ -324,7 +269,7 @@ export class ProcessorRuntime {
     try {
       await this.processOne(f);
     } finally {
-      this.releaseRun();
+      this.slots.release();
     }
   }
 
@@ -370,20 +315,15 @@ export class ProcessorRuntime {
         redis.xadd(keys.events, 'MAXLEN', '~', streamMaxLen, '*', ...encodeEvent(makeEvent({ ...base, type: 'processing.started' }))),
       );
       const started = performance.now();
-      let result: ProcessorResult | undefined;
-      let resultJson = '{}';
-      let error: string | undefined;
-      let dropReason: string | undefined;
+      let outcome: FrameOutcome;
       const run = tracer.startSpan(
         `run ${processor.name}`,
         { attributes: { [ATTR.frameId]: frame.frameId, [ATTR.processorId]: id } },
         trace.setSpan(parent, span),
       );
       try {
-        result = await this.runProcessor(f);
-        resultJson = JSON.stringify(result ?? {});
-        if (resultJson.length > MAX_RESULT_BYTES)
-          throw new Error(`result too large: ${resultJson.length} bytes (limit ${MAX_RESULT_BYTES})`);
+        const result = await runFrame(this.opts, frame, entry.deliveries, f.abort, this.stop.signal);
+        outcome = { kind: 'completed', result, resultJson: resultJsonOf(result) };
         run.end();
       } catch (err) {
         endSpan(run, err);
@@ -393,34 +333,22 @@ export class ProcessorRuntime {
           span.end();
           return;
         }
-        if (err instanceof PayloadExpiredError) dropReason = err.message;
-        else error = err instanceof FrameTimeoutError ? err.message : describeError(err);
+        outcome =
+          err instanceof PayloadExpiredError
+            ? { kind: 'dropped', reason: err.message }
+            : { kind: 'failed', error: err instanceof FrameTimeoutError ? err.message : describeError(err) };
       }
       const durationMs = performance.now() - started;
-      const event =
-        dropReason !== undefined
-          ? makeEvent({ ...base, type: 'frame.dropped', reason: dropReason })
-          : error === undefined
-            ? makeEvent({ ...base, type: 'processing.completed', durationMs, data: result ? summary(result) : undefined })
-            : makeEvent({ ...base, type: 'processing.failed', durationMs, error });
-      const targets = [{ stream: keys.events, fields: encodeEvent(event) }];
-      if (error === undefined && dropReason === undefined) {
-        targets.unshift({
-          stream: keys.results,
-          fields: toFieldList({
-            v: MESSAGE_VERSION,
-            frame_id: frame.frameId,
-            camera_id: frame.cameraId,
-            processor_id: id,
-            capability: frame.capability,
-            attempt: entry.deliveries,
-            duration_ms: Math.round(durationMs * 1000) / 1000,
-            at: Date.now(),
-            result: resultJson,
-            ...injectContext(trace.setSpan(parent, span)),
-          }),
-        });
-      }
+      const targets = outcomeTargets({
+        keys,
+        processorId: id,
+        frame,
+        attempt: entry.deliveries,
+        base,
+        durationMs,
+        outcome,
+        traceContext: injectContext(trace.setSpan(parent, span)),
+      });
       const [committed] = await this.durably('committing the outcome', () =>
         ackAndAppend(redis, keys.counters, [{ source: stream, group: GROUPS.processor, id: entry.id, del: true, targets }], streamMaxLen),
       );
@@ -435,14 +363,14 @@ export class ProcessorRuntime {
         span.end();
         return;
       }
-      if (dropReason !== undefined) {
+      if (outcome.kind === 'dropped') {
         metrics.framesDropped.inc({ reason: 'payload_expired' });
-        logger.warn('frame dropped', { frame_id: frame.frameId, trace_id: span.spanContext().traceId, reason: dropReason });
-        endSpan(span, dropReason);
+        logger.warn('frame dropped', { frame_id: frame.frameId, trace_id: span.spanContext().traceId, reason: outcome.reason });
+        endSpan(span, outcome.reason);
         return;
       }
-      const outcome = error === undefined ? 'completed' : 'failed';
-      metrics.framesProcessed.inc({ processor: id, outcome });
+      const error = outcome.kind === 'failed' ? outcome.error : undefined;
+      metrics.framesProcessed.inc({ processor: id, outcome: outcome.kind });
       metrics.processingSeconds.observe({ processor: id }, durationMs / 1000);
       if (error === undefined) {
         metrics.endToEndSeconds.observe({ processor: id }, (Date.now() - frame.capturedAt) / 1000);
@@ -465,82 +393,6 @@ export class ProcessorRuntime {
     } catch (err) {
       endSpan(span, err);
       throw err;
-    }
-  }
-
-  private async runProcessor(f: InFlight): Promise<ProcessorResult> {
-    const { processor, redis, id, logger, frameTimeoutMs } = this.opts;
-    const frame = f.entry.message;
-    const abort = f.abort;
-    const onStop = () => abort.abort(new ShutdownError('the worker is stopping'));
-    this.stop.signal.addEventListener('abort', onStop);
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      let image: Buffer | undefined;
-      let thumbnail: GrayThumbnail | undefined;
-      if (processor.usesThumbnail) {
-        const data = await redis.getBuffer(`${frame.payloadKey}:thumb`);
-        thumbnail = data ? thumbnailOf(data, frame.width, frame.height) : undefined;
-      }
-      if (processor.needsImage && !thumbnail) {
-        image = (await redis.getBuffer(frame.payloadKey)) ?? undefined;
-        if (!image) throw new PayloadExpiredError(`payload expired before processing (payload TTL): ${frame.payloadKey}`);
-      }
-      const stopped = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          abort.abort(new FrameTimeoutError(`timed out after ${frameTimeoutMs} ms`));
-        }, frameTimeoutMs);
-        abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
-      });
-      stopped.catch(() => undefined);
-      return await Promise.race([
-        Promise.resolve(
-          processor.process(
-            { ...frame, image, thumbnail },
-            { processorId: id, logger, signal: abort.signal, attempt: f.entry.deliveries, options: this.opts.options ?? {} },
-          ),
-        ),
-        stopped,
-      ]);
-    } finally {
-      clearTimeout(timer);
-      this.stop.signal.removeEventListener('abort', onStop);
-    }
-  }
-
-  /** A frame dead-lettered here (it kept killing its processor) ends its stage as processing.failed. */
-  private failedOnDeadLetter(tx: ChainableCommander, bad: DeadLetterEntry[]): void {
-    const { keys, id, streamMaxLen, metrics } = this.opts;
-    for (const b of bad) {
-      let map: Map<string, string>;
-      try {
-        map = toFieldMap(b.fields);
-      } catch {
-        continue;
-      }
-      const frameId = map.get('frame_id');
-      const cameraId = map.get('camera_id');
-      if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
-      const capability = map.get('capability');
-      const error = b.reason.startsWith('malformed')
-        ? `dead-lettered: ${b.reason}`
-        : `dead-lettered after ${b.deliveries} deliveries (max ${this.opts.maxDeliveries}): the frame keeps killing its processor`;
-      addEvent(
-        tx,
-        keys,
-        makeEvent({
-          type: 'processing.failed',
-          frameId,
-          cameraId,
-          source: 'process',
-          processorId: id,
-          capability: capability && ID_RE.test(capability) ? capability : undefined,
-          attempt: Math.max(1, b.deliveries),
-          error,
-        }),
-        streamMaxLen,
-      );
-      metrics.framesProcessed.inc({ processor: id, outcome: 'dead_lettered' });
     }
   }
 }

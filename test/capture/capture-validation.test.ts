@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCameraSpec } from '../../src/capture/camera-spec.js';
-import { thumbnailKey } from '../../src/capture/capture-service.js';
 import { DEFAULT_VALIDATION } from '../../src/capture/frame-check.js';
 import { openVideoSource } from '../../src/capture/video-source.js';
 import { startCapture, type CaptureHarness } from '../helpers/capture.js';
@@ -209,7 +208,12 @@ describe('frozen and black pictures', () => {
     expect(moving.every((e) => e.data?.flags === undefined)).toBe(true);
     expect((await h.cameraEvents('moving')).map((e) => e.type)).toEqual(['camera.online', 'camera.offline']);
     const last = moving[moving.length - 1];
-    expect(last.data?.thumbnail).toEqual({ key: thumbnailKey(h.t.keys, last.frameId), width: 32, height: 24, format: 'gray8' });
-    expect((await h.t.redis.getBuffer(thumbnailKey(h.t.keys, last.frameId)))!.length).toBe(32 * 24);
+    expect(last.data?.thumbnail).toEqual({
+      key: h.t.keys.thumbnail(h.t.keys.payload(last.frameId)),
+      width: 32,
+      height: 24,
+      format: 'gray8',
+    });
+    expect((await h.t.redis.getBuffer(h.t.keys.thumbnail(h.t.keys.payload(last.frameId))))!.length).toBe(32 * 24);
   });
 });

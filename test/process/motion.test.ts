@@ -6,7 +6,7 @@ import { InvalidInputError } from '../../src/domain/errors.js';
 import type { FrameInput, Processor } from '../../src/process/processor.js';
 import { createMotionProcessor, motionOptions, type MotionResult } from '../../src/process/processors/motion.js';
 import { GrayDecoder, jpegDimensions } from '../../src/process/processors/gray-decoder.js';
-import { thumbnailOf } from '../../src/process/processor-runtime.js';
+import { thumbnailOf } from '../../src/process/thumbnail.js';
 import { testRedis, waitFor } from '../helpers/redis.js';
 import { harness, logger, type Harness } from '../buffer/harness.js';
 

@@ -1,0 +1,49 @@
+import type { Config } from '../config/load-config.js';
+import { InvalidInputError } from '../domain/errors.js';
+import { cameraConfigs } from './camera-config.js';
+import type { CaptureOptions } from './capture-service.js';
+import { DEFAULT_VALIDATION, parsePolicy } from './frame-check.js';
+
+/** What the host provides: connections and telemetry. */
+export type CaptureDeps = Pick<CaptureOptions, 'redis' | 'keys' | 'tracer' | 'metrics' | 'logger'>;
+
+export interface CaptureExtras {
+  /** Where config.cameras came from, for errors naming a bad camera (--camera, or the config file's cameras). */
+  camerasFrom: string;
+  maxFrames?: number;
+  /** FFmpeg options for every camera (`capture --ffmpeg-option`); a camera's own ffmpeg-options win. */
+  ffmpegOptions?: Record<string, string>;
+}
+
+/**
+ * The CaptureService options for a loaded config: the one translation `detektr capture`
+ * and `detektr run` share, so every capture key and every per-camera setting of the config
+ * file means the same under both. Validates at once (bad input: exit 2 before anything
+ * starts); the returned function adds the host's connections.
+ */
+export function captureOptions(config: Config, extras: CaptureExtras): (deps: CaptureDeps) => CaptureOptions {
+  const cameras = cameraConfigs(config.cameras, config.cameraOptions, extras.camerasFrom);
+  if (config.thumbnailWidth !== 0 && config.thumbnailWidth < 8) {
+    throw new InvalidInputError(`--thumbnail-width "${config.thumbnailWidth}" must be 0 (no thumbnail) or 8..1920`);
+  }
+  const policy = parsePolicy(config.invalidFrames, '--invalid-frames');
+  return (deps) => ({
+    ...deps,
+    cameras,
+    fps: config.fps,
+    jpegQuality: config.jpegQuality,
+    payloadTtlMs: config.payloadTtl,
+    streamMaxLen: config.streamMaxLen,
+    maxFrames: extras.maxFrames,
+    settings: {
+      transport: config.rtspTransport,
+      timeoutMs: config.cameraTimeout,
+      stallTimeoutMs: config.stallTimeout,
+      thumbnailWidth: config.thumbnailWidth,
+      ffmpegOptions: extras.ffmpegOptions ?? {},
+      validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },
+    },
+    reconnect: { maxMs: config.reconnectMax },
+    offlineGraceMs: config.offlineGrace,
+  });
+}
