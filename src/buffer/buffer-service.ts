@@ -211,6 +211,7 @@ export class BufferService {
       const s = this.breakers.state(p.id);
       metrics.breakerState.set({ processor: p.id }, s === 'closed' ? 0 : s === 'half-open' ? 1 : 2);
       metrics.queueCapacity.set({ processor: p.id }, p.capacity);
+      metrics.seedRoutedProcessor(p.id);
     }
     await this.measureUpstream();
     if (now - this.routedLoadedAt > 5000) {

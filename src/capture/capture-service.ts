@@ -133,6 +133,7 @@ export class CaptureService {
       });
       opts.metrics.captureStreamUp.set({ camera: c.id }, 0);
       opts.metrics.captureFrozen.set({ camera: c.id }, 0);
+      opts.metrics.seedCamera(c.id);
     }
   }
 
@@ -511,7 +512,7 @@ export class CaptureService {
       return false;
     }
     metrics.framesPublished.inc({ camera: camera.id });
-    metrics.encodeSeconds.observe({ camera: camera.id }, image.encodeMs / 1000);
+    metrics.encodeSeconds.observe({ camera: camera.id }, image.encodeMs / 1000, root.spanContext());
     send.end();
     root.end();
     return true;

@@ -132,6 +132,7 @@ export class ProcessorRuntime {
     this.registry = new ProcessorRegistry(opts.redis, opts.keys, opts.processorTtlMs);
     this.instance = consumerName(opts.id);
     this.capacity = opts.capacity ?? Math.max(32, opts.concurrency * 8);
+    opts.metrics.seedProcessor(opts.id);
     if (opts.heartbeatMs > opts.claimIdleMs / 3) {
       opts.logger.warn(
         'the heartbeat interval is over a third of claimIdle: frames that run long may be reclaimed by other instances while still running',
@@ -443,9 +444,9 @@ export class ProcessorRuntime {
       }
       const outcome = error === undefined ? 'completed' : 'failed';
       metrics.framesProcessed.inc({ processor: id, outcome });
-      metrics.processingSeconds.observe({ processor: id }, durationMs / 1000);
+      metrics.processingSeconds.observe({ processor: id }, durationMs / 1000, span.spanContext());
       if (error === undefined) {
-        metrics.endToEndSeconds.observe({ processor: id }, (Date.now() - frame.capturedAt) / 1000);
+        metrics.endToEndSeconds.observe({ processor: id }, (Date.now() - frame.capturedAt) / 1000, span.spanContext());
         this.stats.completed++;
         if (this.stats.consecutiveFailures > 0) this.reportSoon();
         this.stats.consecutiveFailures = 0;
