@@ -143,6 +143,7 @@ export class BufferService {
     this.breakers = new BreakerBoard({ failureThreshold: opts.breakerFailures ?? 5, cooldownMs: opts.breakerCooldownMs ?? 10_000 });
     this.scheduler = new LaneScheduler(opts.starvationLimit ?? 8);
     this.laneKeys = LANES.map((l) => opts.keys.lane(l));
+    for (const k of this.laneKeys) opts.metrics.seedStream(k);
     this.registry = new ProcessorRegistry(opts.redis, opts.keys, opts.processorTtlMs);
     this.pressureNow = computePressure({ high, critical }, 0, 0, 0);
     this.consumer = new StreamConsumer<FrameMessage>({
@@ -212,6 +213,7 @@ export class BufferService {
       metrics.breakerState.set({ processor: p.id }, s === 'closed' ? 0 : s === 'half-open' ? 1 : 2);
       metrics.queueCapacity.set({ processor: p.id }, p.capacity);
       metrics.seedRoutedProcessor(p.id);
+      metrics.seedStream(this.opts.keys.ready(p.id));
     }
     await this.measureUpstream();
     if (now - this.routedLoadedAt > 5000) {
