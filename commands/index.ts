@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { DetektrError, InvalidInputError, NotFoundError } from '../src/domain/errors.js';
 import { redactSecrets } from '../src/config/redact-text.js';
+import { packageVersion } from '../src/config/package-info.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
@@ -28,7 +29,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('detektr')
     .description('camera video pipelines with per-frame observability: every frame traced, counted and findable by its id')
-    .version('0.1.0')
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',

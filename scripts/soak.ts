@@ -57,7 +57,7 @@ function rssBytes(pid: number): number {
 
 async function heapUsed(port: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
-  const m = /^detektr_process_nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)/m.exec(text);
+  const m = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)/m.exec(text);
   return m ? Number(m[1]) : NaN;
 }
 

@@ -41,6 +41,7 @@ export class RegistryView {
 
   constructor(private readonly opts: RegistryViewOptions) {
     this.laneKeys = LANES.map((l) => opts.keys.lane(l));
+    for (const k of this.laneKeys) opts.metrics.seedStream(k);
     this.queuesNow = Object.freeze({
       at: 0,
       registry: this.registryNow,
@@ -84,6 +85,8 @@ export class RegistryView {
       const s = breakers.state(p.id);
       metrics.breakerState.set({ processor: p.id }, s === 'closed' ? 0 : s === 'half-open' ? 1 : 2);
       metrics.queueCapacity.set({ processor: p.id }, p.capacity);
+      metrics.seedRoutedProcessor(p.id);
+      metrics.seedStream(this.opts.keys.ready(p.id));
     }
     const { upstream, input } = await this.measureUpstream();
     this.registryNow = Object.freeze({ at: now, processors: Object.freeze(processors), upstream, input: Object.freeze(input) });

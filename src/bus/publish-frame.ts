@@ -1,4 +1,4 @@
-import { ROOT_CONTEXT, SpanKind, trace, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, trace, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import { redactSecrets } from '../config/redact-text.js';
 import { makeEvent } from '../domain/events.js';
@@ -36,6 +36,8 @@ export interface PublishedFrame {
   frameId: FrameId;
   capturedAt: number;
   traceId: string;
+  /** The root span's context (trace id and sampled flag), for exemplars. */
+  spanContext: SpanContext;
 }
 
 /** Publishing failed (Redis unreachable): nothing of the frame was written. Names the frame and its trace. */
@@ -126,7 +128,7 @@ export async function publishFrame(deps: PublishFrameDeps, f: FrameToPublish): P
     throw new FramePublishError(safe.message, frameId, root.spanContext().traceId, { cause: err });
   }
   endAll([send, root]);
-  return { frameId, capturedAt, traceId: root.spanContext().traceId };
+  return { frameId, capturedAt, traceId: root.spanContext().traceId, spanContext: root.spanContext() };
 }
 
 /** The error with any credentials in its message masked: what spans and logs may show. */

@@ -78,7 +78,9 @@ export class StreamConsumer<T> {
   private claimCursor = '0-0';
   private groupReady = false;
 
-  constructor(readonly opts: StreamConsumerOptions<T>) {}
+  constructor(readonly opts: StreamConsumerOptions<T>) {
+    opts.metrics?.seedStream(opts.stream);
+  }
 
   get stream(): string {
     return this.opts.stream;

@@ -2,7 +2,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../bus/keys.js';
 import { addCameraEvent, addEvent, execOrThrow } from '../bus/publish.js';
-import { FramePublishError, publishFrame, redactedError, startCaptureRoot } from '../bus/publish-frame.js';
+import { FramePublishError, publishFrame, redactedError, startCaptureRoot, type PublishedFrame } from '../bus/publish-frame.js';
 import { redactSecrets } from '../config/redact-text.js';
 import { makeCameraEvent, type CameraEventType } from '../domain/camera-events.js';
 import { makeEvent } from '../domain/events.js';
@@ -50,8 +50,9 @@ export class CapturePublisher {
   /** True when published; false when Redis refused it (counted as dropped: publish_failed). */
   async frame(cameraId: string, set: CameraSettings, image: CapturedImage): Promise<boolean> {
     const { metrics } = this.opts;
+    let published: PublishedFrame;
     try {
-      await publishFrame(this.opts, {
+      published = await publishFrame(this.opts, {
         cameraId,
         jpeg: image.jpeg,
         width: image.width,
@@ -74,7 +75,7 @@ export class CapturePublisher {
       return false;
     }
     metrics.framesPublished.inc({ camera: cameraId });
-    metrics.encodeSeconds.observe({ camera: cameraId }, image.encodeMs / 1000);
+    metrics.encodeSeconds.observe({ camera: cameraId }, image.encodeMs / 1000, published.spanContext);
     return true;
   }
 

@@ -87,6 +87,7 @@ export class CaptureService {
       this.status.set(c.id, initialStatus(c));
       opts.metrics.captureStreamUp.set({ camera: c.id }, 0);
       opts.metrics.captureFrozen.set({ camera: c.id }, 0);
+      opts.metrics.seedCamera(c.id);
     }
   }
 

@@ -93,6 +93,7 @@ export class ProcessorRuntime {
     this.registry = new ProcessorRegistry(opts.redis, opts.keys, opts.processorTtlMs);
     this.instance = consumerName(opts.id);
     this.capacity = opts.capacity ?? Math.max(32, opts.concurrency * 8);
+    opts.metrics.seedProcessor(opts.id);
     this.slots = new RunSlots(opts.concurrency, this.stop.signal, (n) => opts.metrics.framesInFlight.set({ processor: opts.id }, n));
     if (opts.heartbeatMs > opts.claimIdleMs / 3) {
       opts.logger.warn(
@@ -371,9 +372,9 @@ export class ProcessorRuntime {
       }
       const error = outcome.kind === 'failed' ? outcome.error : undefined;
       metrics.framesProcessed.inc({ processor: id, outcome: outcome.kind });
-      metrics.processingSeconds.observe({ processor: id }, durationMs / 1000);
+      metrics.processingSeconds.observe({ processor: id }, durationMs / 1000, span.spanContext());
       if (error === undefined) {
-        metrics.endToEndSeconds.observe({ processor: id }, (Date.now() - frame.capturedAt) / 1000);
+        metrics.endToEndSeconds.observe({ processor: id }, (Date.now() - frame.capturedAt) / 1000, span.spanContext());
         this.stats.completed++;
         if (this.stats.consecutiveFailures > 0) this.reportSoon();
         this.stats.consecutiveFailures = 0;

@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type pg from 'pg';
+import { packageRoot } from '../config/package-info.js';
 import { DetektrError } from '../domain/errors.js';
 import { schemaIdent, withClient } from './pg.js';
 
@@ -48,13 +47,7 @@ const FILE_RE = /^(\d{3,})_([a-z0-9_]+)\.sql$/;
 
 /** `<package root>/migrations`, found from this module whether it runs from src/ or dist/src/. */
 export function defaultMigrationsDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return join(dir, 'migrations');
-    const parent = dirname(dir);
-    if (parent === dir) throw new DetektrError('cannot find the package root (package.json) above the store module');
-    dir = parent;
-  }
+  return join(packageRoot(), 'migrations');
 }
 
 export async function loadMigrations(dir: string = defaultMigrationsDir()): Promise<MigrationFile[]> {

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { BlockList, isIP, type AddressInfo, type Socket } from 'node:net';
-import type { Registry } from 'prom-client';
+import { CONTENT_TYPES, negotiateFormat, type DualFormatRegistry } from './exposition.js';
 import { redactSecrets } from '../config/redact-text.js';
 import { InvalidInputError } from '../domain/errors.js';
 
@@ -15,7 +15,7 @@ export type Route = (req: IncomingMessage, res: ServerResponse) => Promise<boole
 export interface HttpServerOptions {
   host: string;
   port: number;
-  registry: Registry;
+  registry: DualFormatRegistry;
   readiness: () => Readiness | Promise<Readiness>;
   /** Extra routes tried first (the buffer's API); return true when handled. */
   routes?: Route[];
@@ -151,8 +151,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningH
       return sendJson(res, 405, { error: `method ${req.method} not allowed on ${shown} (allowed: GET, HEAD)` });
     }
     if (path === '/metrics') {
-      const body = await opts.registry.metrics();
-      res.writeHead(200, { 'content-type': opts.registry.contentType });
+      const format = negotiateFormat(req.headers.accept);
+      const body = await opts.registry.render(format);
+      res.writeHead(200, { 'content-type': CONTENT_TYPES[format], vary: 'accept' });
       res.end(body);
     } else if (path === '/healthz') {
       sendJson(res, 200, { status: 'ok' });

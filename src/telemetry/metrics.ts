@@ -1,4 +1,17 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, collectDefaultMetrics } from 'prom-client';
+import { FRAME_FLAGS } from '../capture/frame-check.js';
+import { DualFormatRegistry } from './exposition.js';
+import { TracedHistogram } from './traced-histogram.js';
+import {
+  BREAKER_STATES,
+  DEAD_LETTER_REASONS,
+  DROP_REASONS,
+  dropReasonsOf,
+  PROCESS_OUTCOMES,
+  RECONNECT_REASONS,
+  REROUTE_REASONS,
+  seedCounter,
+} from './metric-seeds.js';
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -7,11 +20,14 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
  * stream, reason): never a frame id.
  */
 export function createMetrics(component: string) {
-  const registry = new Registry();
+  const registry = new DualFormatRegistry();
   registry.setDefaultLabels({ component });
-  collectDefaultMetrics({ register: registry, prefix: 'detektr_process_' });
+  collectDefaultMetrics({ register: registry });
+  // Gauges named like counters fail `promtool check metrics`; their unsuffixed siblings
+  // (nodejs_active_handles{type} etc.) carry the same numbers: sum() them for the total.
+  for (const name of NON_COUNTER_TOTALS) registry.removeSingleMetric(name);
   const r = [registry];
-  return {
+  const m = {
     registry,
     framesCaptured: new Counter({
       name: 'detektr_frames_captured_total',
@@ -37,7 +53,7 @@ export function createMetrics(component: string) {
       labelNames: ['camera'],
       registers: r,
     }),
-    encodeSeconds: new Histogram({
+    encodeSeconds: new TracedHistogram({
       name: 'detektr_capture_encode_seconds',
       help: 'decode (since the previous sampled frame) + checks + JPEG time per published frame',
       labelNames: ['camera'],
@@ -56,14 +72,14 @@ export function createMetrics(component: string) {
       labelNames: ['processor', 'outcome'],
       registers: r,
     }),
-    processingSeconds: new Histogram({
+    processingSeconds: new TracedHistogram({
       name: 'detektr_processing_seconds',
       help: 'processor run time per frame',
       labelNames: ['processor'],
       buckets: LATENCY_BUCKETS,
       registers: r,
     }),
-    endToEndSeconds: new Histogram({
+    endToEndSeconds: new TracedHistogram({
       name: 'detektr_end_to_end_seconds',
       help: 'capture to processing completed',
       labelNames: ['processor'],
@@ -244,6 +260,46 @@ export function createMetrics(component: string) {
       registers: r,
     }),
   };
+  seedCounter(m.framesDropped, {}, { reason: dropReasonsOf(component) });
+  const seeded = new Set<string>();
+  const once = (key: string, seed: () => void) => {
+    if (!seeded.has(key)) {
+      seeded.add(key);
+      seed();
+    }
+  };
+  return {
+    ...m,
+    /** Every per-camera counter at 0 for `camera` (capture calls it for each configured camera). */
+    seedCamera: (camera: string) =>
+      once(`camera:${camera}`, () => {
+        for (const c of [m.framesCaptured, m.framesPublished, m.captureErrors, m.captureCpuSeconds]) seedCounter(c, { camera });
+        seedCounter(m.captureDropped, { camera }, { reason: DROP_REASONS.capture });
+        seedCounter(m.captureFlagged, { camera }, { flag: FRAME_FLAGS });
+        seedCounter(m.captureReconnects, { camera }, { reason: RECONNECT_REASONS });
+      }),
+    /** The processor runtime's counters at 0 for `processor`. */
+    seedProcessor: (processor: string) =>
+      once(`processor:${processor}`, () => {
+        seedCounter(m.framesProcessed, { processor }, { outcome: PROCESS_OUTCOMES });
+        seedCounter(m.duplicatesSuppressed, { processor });
+      }),
+    /** The buffer's per-processor counters at 0, when it first sees `processor`. */
+    seedRoutedProcessor: (processor: string) =>
+      once(`routed:${processor}`, () => {
+        seedCounter(m.breakerTransitions, { processor }, { to: BREAKER_STATES });
+        seedCounter(m.framesRerouted, { processor }, { reason: REROUTE_REASONS });
+      }),
+    /** Every per-stream counter at 0 for the stream key `stream` (each consumer calls it for the stream it reads). */
+    seedStream: (stream: string) =>
+      once(`stream:${stream}`, () => {
+        for (const c of [m.entriesMalformed, m.entriesReclaimed, m.readErrors]) seedCounter(c, { stream });
+        seedCounter(m.entriesDeadLettered, { stream }, { reason: DEAD_LETTER_REASONS });
+      }),
+  };
 }
+
+/** prom-client's default gauges whose names end in `_total`. */
+const NON_COUNTER_TOTALS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export type Metrics = ReturnType<typeof createMetrics>;
