@@ -6,6 +6,7 @@ import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
 import { validate, type CheckStatus } from '../src/ops/validate.js';
 import { createPool } from '../src/store/pg.js';
+import { traceExportPlan } from '../src/telemetry/trace-exporters.js';
 import { initTracing } from '../src/telemetry/tracing.js';
 import { resolveConfig, withConfigOptions } from './common.js';
 
@@ -29,9 +30,11 @@ export function validateCommand(): Command {
     if (!Number.isInteger(maxLag) || maxLag < 0) throw new InvalidInputError(`--max-lag "${flags.maxLag}" must be a non-negative integer`);
     const maxFrameAgeMs = parseDuration(String(flags.maxFrameAge), '--max-frame-age');
     const e2eTimeoutMs = parseDuration(String(flags.e2eTimeout), '--e2e-timeout');
+    const exportPlan = traceExportPlan();
     const tracing = initTracing('detektr-validate');
     const redis = createRedis({ url: config.redisUrl, name: 'detektr:validate', commandTimeoutMs: 1500 });
-    redis.on('error', () => undefined); // reported by the redis check
+    let redisError: unknown;
+    redis.on('error', (err) => (redisError = err)); // reported by the redis check, with its cause
     const pool = createPool(config.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 1500 });
     pool.on('error', () => undefined);
     try {
@@ -40,10 +43,12 @@ export function validateCommand(): Command {
         pool,
         keys: redisKeys(config.prefix),
         tracer: tracing.tracer,
+        redisError: () => redisError,
         processorTtlMs: config.processorTtl,
         maxLag,
         maxFrameAgeMs,
-        otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
+        otlpEndpoint: exportPlan.exporters.includes('otlp') ? exportPlan.endpoint : undefined,
+        otlpProtocol: exportPlan.protocol,
         e2e: flags.e2e ? { timeoutMs: e2eTimeoutMs, payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen } : undefined,
       });
       if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
