@@ -92,7 +92,9 @@ export function describeCliError(err: unknown): CliError | null {
   const withCause = (e: Error) => e.message + (e.cause instanceof Error ? ` (${e.cause.message})` : '');
   if (err instanceof CommanderError) {
     if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return null;
-    return { message: err.message.replace(/^error: /, ''), kind: 'usage', code: err.code, exitCode: EXIT.usage };
+    // commander.help: a command with subcommands was given none (it printed its help).
+    const message = err.code === 'commander.help' ? 'a command is required (see --help)' : err.message.replace(/^error: /, '');
+    return { message, kind: 'usage', code: err.code, exitCode: EXIT.usage };
   }
   if (err instanceof InvalidInputError) return { message: err.message, kind: 'usage', code: err.name, exitCode: EXIT.usage };
   if (err instanceof NotFoundError) return { message: err.message, kind: 'not_found', code: err.name, exitCode: EXIT.failure };
