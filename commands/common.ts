@@ -1,6 +1,7 @@
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option, type OutputConfiguration } from 'commander';
 import { loadConfig, type LoadedConfig } from '../src/config/load-config.js';
-import { registerSecretValue } from '../src/config/redact-text.js';
+import { redactSecrets, registerSecretValue } from '../src/config/redact-text.js';
+import { DetektrError, InvalidInputError, NotFoundError } from '../src/domain/errors.js';
 import { CONFIG_KEYS, type ConfigKey, type KeySpec } from '../src/config/schema.js';
 
 /** Flags shared by every command that talks to the infrastructure, mapped to config keys. */
@@ -59,4 +60,59 @@ export function resolveConfig(flags: Record<string, unknown>, extra: Partial<Rec
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** What `--json` prints for an error (README, "Errors"). */
+export interface CliError {
+  message: string;
+  /** usage: bad flags, arguments or input (exit 2); not_found (exit 1); failure: anything else (exit 1). */
+  kind: 'usage' | 'not_found' | 'failure';
+  /** commander's code (`commander.unknownOption`, ...) or the error's class (`ConnectionError`, ...). */
+  code: string;
+  exitCode: number;
+}
+
+/** `--json` anywhere before a `--`: the caller parses our stdout, so errors come as JSON too. */
+export function jsonRequested(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/** commander's own errors (unknown option, missing argument) get our prefix; with --json, main() reports them. */
+export function commanderOutput(json: boolean): Partial<OutputConfiguration> {
+  return json
+    ? { outputError: () => undefined, writeErr: () => undefined }
+    : { outputError: (str, write) => write(`detektr: ${str.replace(/^error: /, '')}`) };
+}
+
+/** null for commander's help and version exits, which are not errors. */
+export function describeCliError(err: unknown): CliError | null {
+  const withCause = (e: Error) => e.message + (e.cause instanceof Error ? ` (${e.cause.message})` : '');
+  if (err instanceof CommanderError) {
+    if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return null;
+    // commander.help: a command with subcommands was given none (it printed its help).
+    const message = err.code === 'commander.help' ? 'a command is required (see --help)' : err.message.replace(/^error: /, '');
+    return { message, kind: 'usage', code: err.code, exitCode: EXIT.usage };
+  }
+  if (err instanceof InvalidInputError) return { message: err.message, kind: 'usage', code: err.name, exitCode: EXIT.usage };
+  if (err instanceof NotFoundError) return { message: err.message, kind: 'not_found', code: err.name, exitCode: EXIT.failure };
+  if (err instanceof DetektrError || err instanceof Error)
+    return { message: withCause(err), kind: 'failure', code: err.name, exitCode: EXIT.failure };
+  return { message: String(err), kind: 'failure', code: 'Error', exitCode: EXIT.failure };
+}
+
+/**
+ * Prints a failed command's error, redacted: `detektr: <message>` on stderr and, with
+ * --json, `{"error": {...}}` on stdout where the result would have been. Returns the exit code.
+ */
+export function reportCliError(err: unknown, json: boolean): number {
+  const e = describeCliError(err);
+  if (!e) return EXIT.ok;
+  const message = redactSecrets(e.message);
+  // commander has printed its own message already (see commanderOutput), unless --json.
+  if (!(err instanceof CommanderError) || json) process.stderr.write(`detektr: ${message}\n`);
+  if (json) process.stdout.write(JSON.stringify({ error: { ...e, message } }) + '\n');
+  return e.exitCode;
 }

@@ -1,9 +1,9 @@
-import { Command, CommanderError } from 'commander';
-import { DetektrError, InvalidInputError, NotFoundError } from '../src/domain/errors.js';
-import { redactSecrets } from '../src/config/redact-text.js';
+import { Command } from 'commander';
+import { applyNoColor } from '../src/terminal/colors.js';
+import { commanderOutput, EXIT, jsonRequested, reportCliError } from './common.js';
 import { packageVersion } from '../src/config/package-info.js';
 
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+export { EXIT } from './common.js';
 
 /**
  * Each command's module, loaded only when needed: a one-shot command such as `trace find`
@@ -23,10 +23,11 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   loadtest: async () => (await import('./loadtest.js')).loadtestCommand(),
   status: async () => (await import('./status.js')).statusCommand(),
   config: async () => (await import('./config.js')).configCommand(),
+  completion: async () => (await import('./completion.js')).completionCommand(),
 };
 
 /** The program with every command, or only `only` when it names one. */
-export async function buildProgram(only?: string): Promise<Command> {
+export async function buildProgram(only?: string, json = false): Promise<Command> {
   const program = new Command('detektr')
     .description('camera video pipelines with per-frame observability: every frame traced, counted and findable by its id')
     .version(packageVersion())
@@ -51,39 +52,22 @@ Exit codes: 0 ok, 1 failure or not found, 2 bad usage or input.`,
   const names = only !== undefined && Object.hasOwn(COMMANDS, only) ? [only] : Object.keys(COMMANDS);
   for (const cmd of await Promise.all(names.map((n) => COMMANDS[n]()))) program.addCommand(cmd);
   const exitOverride = (cmd: Command) => {
-    cmd.exitOverride();
+    cmd.exitOverride().configureOutput(commanderOutput(json));
     cmd.commands.forEach(exitOverride);
   };
   exitOverride(program);
   return program;
 }
 
-function fail(code: number, message: string): number {
-  process.stderr.write(`detektr: ${redactSecrets(message)}\n`);
-  return code;
-}
-
 export async function main(argv: string[]): Promise<void> {
   let code: number;
+  const json = jsonRequested(argv.slice(2));
+  applyNoColor();
   try {
-    await (await buildProgram(argv[2])).parseAsync(argv);
+    await (await buildProgram(argv[2], json)).parseAsync(argv);
     code = typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // commander has printed its message already; help and version are not errors.
-      code = err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT.ok : EXIT.usage;
-    } else if (err instanceof InvalidInputError) {
-      code = fail(EXIT.usage, err.message);
-    } else if (err instanceof NotFoundError) {
-      code = fail(EXIT.failure, err.message);
-    } else if (err instanceof DetektrError) {
-      code = fail(EXIT.failure, err.message + (err.cause instanceof Error ? ` (${err.cause.message})` : ''));
-    } else {
-      code = fail(
-        EXIT.failure,
-        err instanceof Error ? `${err.message}${err.cause instanceof Error ? ` (${err.cause.message})` : ''}` : String(err),
-      );
-    }
+    code = reportCliError(err, json);
   }
   // Workers have closed their connections; exit explicitly so a stray handle cannot hang a one-shot command.
   process.exit(code);

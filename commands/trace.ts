@@ -12,6 +12,7 @@ import { renderJourney } from '../src/trace/render-journey.js';
 import { renderCamera, renderFailures, renderSearch, renderSlow } from '../src/trace/render-lists.js';
 import { fetchSpans, parseBackendKind, traceLinks, type SpanSummary, type TraceBackendConfig } from '../src/trace/trace-backend.js';
 import { resolveConfig, withConfigOptions } from './common.js';
+import { colorEnabled } from '../src/terminal/colors.js';
 
 /**
  * `detektr trace find|slow|failures|search|camera`: one-shot questions to the store.
@@ -56,7 +57,7 @@ export function traceCommand(): Command {
       if (flags.json) {
         out(JSON.stringify({ ...journey, ...links, ...(spans ? { spans } : {}), ...(spansError ? { spansError } : {}) }, null, 2));
       } else {
-        out(renderJourney(journey, { ...links, spans, spansError, color: process.stdout.isTTY }));
+        out(renderJourney(journey, { ...links, spans, spansError, color: colorEnabled() }));
       }
     });
   });
@@ -74,7 +75,7 @@ export function traceCommand(): Command {
     const thresholdMs = parseDuration(String(flags.threshold), '--threshold');
     await withPool(flags, async (pool) => {
       const r = await findSlowFrames(pool, { ...w, thresholdMs, cameraId: optional(flags.camera), limit: int(flags.limit, '--limit') });
-      out(flags.json ? JSON.stringify(r, null, 2) : renderSlow(r, { color: process.stdout.isTTY }));
+      out(flags.json ? JSON.stringify(r, null, 2) : renderSlow(r, { color: colorEnabled() }));
     });
   });
 
@@ -86,7 +87,7 @@ export function traceCommand(): Command {
     const w = timeWindow(flags);
     await withPool(flags, async (pool) => {
       const r = await findFailures(pool, { ...w, cameraId: optional(flags.camera), limit: int(flags.limit, '--limit') });
-      out(flags.json ? JSON.stringify(r, null, 2) : renderFailures(r, { color: process.stdout.isTTY }));
+      out(flags.json ? JSON.stringify(r, null, 2) : renderFailures(r, { color: colorEnabled() }));
     });
   });
 
@@ -109,7 +110,7 @@ export function traceCommand(): Command {
     const state = flags.state === undefined ? undefined : parseFrameState(String(flags.state));
     await withPool(flags, async (pool) => {
       const r = await searchFrames(pool, { ...w, cameraId: optional(flags.camera), state, limit: int(flags.limit, '--limit') });
-      out(flags.json ? JSON.stringify(r, null, 2) : renderSearch(r, { color: process.stdout.isTTY }));
+      out(flags.json ? JSON.stringify(r, null, 2) : renderSearch(r, { color: colorEnabled() }));
     });
   });
 
@@ -121,7 +122,7 @@ export function traceCommand(): Command {
     const w = timeWindow(flags);
     await withPool(flags, async (pool) => {
       const r = await findCameraEvents(pool, { ...w, cameraId, limit: int(flags.limit, '--limit') });
-      out(flags.json ? JSON.stringify(r, null, 2) : renderCamera(r, { color: process.stdout.isTTY }));
+      out(flags.json ? JSON.stringify(r, null, 2) : renderCamera(r, { color: colorEnabled() }));
     });
   });
 

@@ -7,6 +7,7 @@ import { InvalidInputError } from '../src/domain/errors.js';
 import { resolveBackends } from '../src/embedded/resolve-backends.js';
 import { validate, type CheckStatus } from '../src/ops/validate.js';
 import { createPool } from '../src/store/pg.js';
+import { traceExportPlan } from '../src/telemetry/trace-exporters.js';
 import { initTracing } from '../src/telemetry/tracing.js';
 import { resolveConfig, withConfigOptions } from './common.js';
 
@@ -33,9 +34,11 @@ export function validateCommand(): Command {
     const e2eTimeoutMs = parseDuration(String(flags.e2eTimeout), '--e2e-timeout');
     // No URLs set: the backends of a running `detektr run` (run.json in --data-dir).
     const backends = await resolveBackends(loaded);
+    const exportPlan = traceExportPlan();
     const tracing = initTracing('detektr-validate');
     const redis = createRedis({ url: backends.redisUrl, name: 'detektr:validate', commandTimeoutMs: 1500 });
-    redis.on('error', () => undefined); // reported by the redis check
+    let redisError: unknown;
+    redis.on('error', (err) => (redisError = err)); // reported by the redis check, with its cause
     const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 1500 });
     pool.on('error', () => undefined);
     try {
@@ -44,10 +47,12 @@ export function validateCommand(): Command {
         pool,
         keys: redisKeys(config.prefix),
         tracer: tracing.tracer,
+        redisError: () => redisError,
         processorTtlMs: config.processorTtl,
         maxLag,
         maxFrameAgeMs,
-        otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
+        otlpEndpoint: exportPlan.exporters.includes('otlp') ? exportPlan.endpoint : undefined,
+        otlpProtocol: exportPlan.protocol,
         e2e: flags.e2e ? { timeoutMs: e2eTimeoutMs, payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen } : undefined,
       });
       if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

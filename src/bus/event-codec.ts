@@ -16,6 +16,17 @@ import {
 
 const MAX_TEXT = 2000;
 
+/**
+ * The W3C traceparent of the span that emitted an event, with its sampled flag (absent
+ * means sampled), so a consumer of the event continues the emitter's trace as the emitter's
+ * sampler decided. All-zero ids come from a no-op tracer: not a trace context (decoders
+ * reject them).
+ */
+export function eventTraceparent(e: Pick<LifecycleEvent, 'traceId' | 'spanId' | 'sampled'>): string | undefined {
+  if (!e.traceId || !e.spanId || /^0+$/.test(e.traceId) || /^0+$/.test(e.spanId)) return undefined;
+  return `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}`;
+}
+
 export function encodeEvent(e: LifecycleEvent): FieldList {
   return toFieldList({
     v: MESSAGE_VERSION,
@@ -31,12 +42,7 @@ export function encodeEvent(e: LifecycleEvent): FieldList {
     duration_ms: e.durationMs === undefined ? undefined : Math.round(e.durationMs * 1000) / 1000,
     error: e.error?.slice(0, MAX_TEXT),
     reason: e.reason?.slice(0, MAX_TEXT),
-    // W3C traceparent, so a consumer of the event continues the emitter's trace.
-    // (All-zero ids come from a no-op tracer: not a trace context, and decoders reject them.)
-    traceparent:
-      e.traceId && e.spanId && !/^0+$/.test(e.traceId) && !/^0+$/.test(e.spanId)
-        ? `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}`
-        : undefined,
+    traceparent: eventTraceparent(e),
     data: e.data === undefined ? undefined : JSON.stringify(e.data),
   });
 }

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import type { Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -10,6 +11,7 @@ import { redactSecrets } from '../config/redact-text.js';
 import { loadMigrations, schemaVersion } from '../store/migrate.js';
 import { findJourney } from '../trace/journey.js';
 import { SYNTHETIC_JPEG_SIZE, syntheticJpeg } from './synthetic-jpeg.js';
+import { connectionCause, redisReady } from './connection-cause.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -31,9 +33,13 @@ export interface ValidateOptions {
   maxFrameAgeMs: number;
   /** OTLP endpoint to probe, when traces are exported. */
   otlpEndpoint?: string;
+  /** Its protocol: grpc gets a connection check, the HTTP ones an empty export. */
+  otlpProtocol?: string;
   e2e?: { timeoutMs: number; payloadTtlMs: number; streamMaxLen: number };
   /** Longest any single check may take (the whole run stays fast for cron). */
   checkTimeoutMs?: number;
+  /** The Redis connection's latest error event, for the real cause of a failed connection. */
+  redisError?: () => unknown;
 }
 
 export interface ValidateReport {
@@ -159,7 +165,23 @@ async function postgresChecks(o: ValidateOptions): Promise<CheckResult[]> {
   return out;
 }
 
-async function exporterCheck(endpoint: string, timeoutMs: number): Promise<CheckResult> {
+async function grpcExporterCheck(endpoint: string, timeoutMs: number): Promise<CheckResult> {
+  const u = new URL(endpoint.includes('://') ? endpoint : `http://${endpoint}`);
+  const port = Number(u.port || 4317);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const sock = connect({ host: u.hostname, port, timeout: timeoutMs }, () => (sock.end(), resolve()));
+      sock.on('timeout', () => (sock.destroy(), reject(new Error(`no answer within ${timeoutMs} ms`))));
+      sock.on('error', reject);
+    });
+    return { check: 'trace exporter', status: 'ok', detail: `${redactSecrets(endpoint)} (grpc) accepts connections` };
+  } catch (err) {
+    return { check: 'trace exporter', status: 'fail', detail: `${redactSecrets(endpoint)} (grpc) unreachable: ${connectionCause(err)}` };
+  }
+}
+
+async function exporterCheck(endpoint: string, timeoutMs: number, protocol?: string): Promise<CheckResult> {
+  if (protocol === 'grpc') return grpcExporterCheck(endpoint, timeoutMs);
   const url = endpoint.endsWith('/v1/traces') ? endpoint : `${endpoint.replace(/\/+$/, '')}/v1/traces`;
   try {
     const res = await fetch(url, {
@@ -170,7 +192,8 @@ async function exporterCheck(endpoint: string, timeoutMs: number): Promise<Check
     });
     return { check: 'trace exporter', status: res.status < 500 ? 'ok' : 'fail', detail: `${redactSecrets(url)} answered ${res.status}` };
   } catch (err) {
-    return { check: 'trace exporter', status: 'fail', detail: `${redactSecrets(url)} unreachable: ${(err as Error).message}` };
+    const cause = connectionCause((err as Error).cause ?? err);
+    return { check: 'trace exporter', status: 'fail', detail: `${redactSecrets(url)} unreachable: ${cause}` };
   }
 }
 
@@ -214,13 +237,17 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
     try {
       return await withTimeout(fn(), limit, name);
     } catch (err) {
-      return [{ check: name, status: 'fail', detail: redactSecrets((err as Error).message) }];
+      return [{ check: name, status: 'fail', detail: redactSecrets(connectionCause(err)) }];
     }
   };
   const groups = await Promise.all([
-    guarded('redis', () => redisChecks(o)),
+    // Wait for the connection first: a command queued behind one that never comes up only says "Command timed out".
+    guarded('redis', async () => {
+      await redisReady(o.redis, Math.round(limit * 0.9), o.redisError);
+      return redisChecks(o);
+    }),
     guarded('postgres', () => postgresChecks(o)),
-    o.otlpEndpoint ? exporterCheck(o.otlpEndpoint, limit).then((r) => [r]) : Promise.resolve([]),
+    o.otlpEndpoint ? exporterCheck(o.otlpEndpoint, limit, o.otlpProtocol).then((r) => [r]) : Promise.resolve([]),
   ]);
   const checks = groups.flat();
   if (o.e2e) {

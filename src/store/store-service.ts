@@ -1,7 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import { decodeBusEvent, isCameraEvent, type BusEvent } from '../bus/event-codec.js';
+import { decodeBusEvent, eventTraceparent, isCameraEvent, type BusEvent } from '../bus/event-codec.js';
 import type { FieldList } from '../bus/fields.js';
 import type { CameraEvent } from '../domain/camera-events.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
@@ -40,10 +40,6 @@ export function decodeStoredEvent(fields: FieldList): BusEvent {
   if (isCameraEvent(e)) validateCameraEvent(e);
   else validateEvent(e);
   return e;
-}
-
-function traceparentOf(e: LifecycleEvent): string | undefined {
-  return e.traceId && e.spanId ? `00-${e.traceId}-${e.spanId}-${e.sampled === false ? '00' : '01'}` : undefined;
 }
 
 /**
@@ -135,7 +131,7 @@ export class StoreService {
     // One CONSUMER span per frame event, child of the span that emitted it: the frame's
     // trace then reaches into the store.
     const spans = frames.map((e) =>
-      startMessagingSpan(tracer, 'process', keys.events, extractContext({ traceparent: traceparentOf(e) }), {
+      startMessagingSpan(tracer, 'process', keys.events, extractContext({ traceparent: eventTraceparent(e) }), {
         [ATTR.frameId]: e.frameId,
         [ATTR.cameraId]: e.cameraId,
         [ATTR.eventType]: e.type,

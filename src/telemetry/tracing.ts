@@ -1,6 +1,15 @@
-import { context, propagation, trace, SpanKind, SpanStatusCode, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  trace,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  type Context,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import {
   envDetector,
@@ -13,6 +22,7 @@ import {
 } from '@opentelemetry/resources';
 import { redactValue } from '../config/redact-text.js';
 import { ATTR, MESSAGING_SYSTEM } from './attributes.js';
+import { createExporter, traceExportPlan } from './trace-exporters.js';
 
 /**
  * The SDK's process detector reports the command line (process.command_args), and flags
@@ -51,13 +61,13 @@ function resourceDetectors(env: NodeJS.ProcessEnv): ResourceDetector[] {
 
 export interface Tracing {
   tracer: Tracer;
-  /** Whether spans leave the process (an OTLP endpoint or OTEL_TRACES_EXPORTER is set). */
+  /** Whether spans leave the process (OTEL_TRACES_EXPORTER, or an OTLP endpoint; see trace-exporters.ts). */
   exporting: boolean;
   forceFlush(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
-let active: { sdk: NodeSDK; processor: SpanProcessor; exporting: boolean } | undefined;
+let active: { sdk: NodeSDK; processors: SpanProcessor[]; exporting: boolean } | undefined;
 
 function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const n = Number(env[name]);
@@ -68,36 +78,39 @@ function envInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number 
  * Start the OpenTelemetry SDK once per process. Without an exporter configured we still
  * register a real tracer provider: every frame gets a genuine trace id (stored with its
  * journey, linkable later) even when nothing is exported and whatever the sampler decides.
+ * Throws InvalidInputError for an OTEL_* value it cannot honour.
  */
 export function initTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing {
   if (!active) {
-    const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    const exporting = Boolean(endpoint) && env.OTEL_TRACES_EXPORTER !== 'none';
+    const plan = traceExportPlan(env);
     // The SDK's default queue (2048) drops spans in bursts: size it for frame rates.
-    const processor: SpanProcessor = exporting
-      ? new BatchSpanProcessor(new OTLPTraceExporter(), {
+    const processors: SpanProcessor[] = plan.exporters.map(
+      (name) =>
+        new BatchSpanProcessor(createExporter(name, plan.protocol), {
           maxQueueSize: envInt(env, 'OTEL_BSP_MAX_QUEUE_SIZE', 65_536),
           maxExportBatchSize: envInt(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 1024),
           scheduledDelayMillis: envInt(env, 'OTEL_BSP_SCHEDULE_DELAY', 1000),
           exportTimeoutMillis: envInt(env, 'OTEL_BSP_EXPORT_TIMEOUT', 10_000),
-        })
-      : new NoopSpanProcessor();
+        }),
+    );
     const sdk = new NodeSDK({
       serviceName: env.OTEL_SERVICE_NAME || serviceName,
       resourceDetectors: resourceDetectors(env),
-      spanProcessors: [processor],
+      spanProcessors: processors.length ? processors : [new NoopSpanProcessor()],
       logRecordProcessors: [],
       metricReaders: [],
       instrumentations: [],
     });
     sdk.start();
-    active = { sdk, processor, exporting };
+    active = { sdk, processors, exporting: processors.length > 0 };
   }
-  const { sdk, processor, exporting } = active;
+  const { sdk, processors, exporting } = active;
   return {
     tracer: trace.getTracer('detektr'),
     exporting,
-    forceFlush: () => processor.forceFlush(),
+    forceFlush: async () => {
+      await Promise.all(processors.map((p) => p.forceFlush()));
+    },
     shutdown: async () => {
       if (active?.sdk !== sdk) return;
       active = undefined;
@@ -124,9 +137,10 @@ export function extractContext(carrier: TraceCarrier): Context {
   return propagation.extract(context.active(), c);
 }
 
-export function spanIds(span: Span): { traceId: string; spanId: string } {
+/** A span's ids and its sampled flag, as lifecycle events carry them. */
+export function spanIds(span: Span): { traceId: string; spanId: string; sampled: boolean } {
   const sc = span.spanContext();
-  return { traceId: sc.traceId, spanId: sc.spanId };
+  return { traceId: sc.traceId, spanId: sc.spanId, sampled: (sc.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED };
 }
 
 /** A messaging span named `<operation> <destination>` per the OpenTelemetry conventions. */

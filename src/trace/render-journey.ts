@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import type { Journey, JourneyEvent, JourneyStage } from './journey.js';
 import type { SpanSummary } from './trace-backend.js';
+import { painter, type Paint, type Style } from '../terminal/colors.js';
 
 export interface RenderOptions {
   /** Link to the frame's trace in the trace UI (see trace-backend.ts traceLinks). */
@@ -13,10 +14,7 @@ export interface RenderOptions {
   color?: boolean;
 }
 
-const ANSI = { red: 31, green: 32, yellow: 33, blue: 34, magenta: 35, cyan: 36, gray: 90, bold: 1 } as const;
-type Paint = (style: keyof typeof ANSI, text: string) => string;
-
-const STATE_STYLE: Record<string, keyof typeof ANSI> = {
+const STATE_STYLE: Record<string, Style> = {
   completed: 'green',
   failed: 'red',
   dropped: 'magenta',
@@ -29,7 +27,7 @@ const BAR_WIDTH = 20;
 
 /** The human view of `detektr trace find`: header, events, stages with a timeline bar. */
 export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
-  const paint: Paint = opts.color ? (style, text) => `\x1b[${ANSI[style]}m${text}\x1b[0m` : (_style, text) => text;
+  const paint = painter(opts.color);
   const state = (s: string) => paint(STATE_STYLE[s] ?? 'gray', s);
   // compact: no rule between rows, so a long journey stays on one screen.
   const tableStyle = opts.color ? { head: ['cyan'], border: ['gray'], compact: true } : { head: [], border: [], compact: true };

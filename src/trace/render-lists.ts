@@ -1,11 +1,8 @@
 import Table from 'cli-table3';
 import type { CameraReport, FailureReport, FrameBrief, SlowReport } from './queries.js';
+import { painter, type Paint, type Style } from '../terminal/colors.js';
 
 /** Human views of `detektr trace slow|failures|search|camera` (the JSON is the report itself). */
-
-const ANSI = { red: 31, green: 32, yellow: 33, magenta: 35, cyan: 36, gray: 90 } as const;
-type Style = keyof typeof ANSI;
-type Paint = (style: Style, text: string) => string;
 
 const STATE_STYLE: Record<string, Style> = {
   completed: 'green',
@@ -15,10 +12,6 @@ const STATE_STYLE: Record<string, Style> = {
   queued: 'cyan',
   captured: 'gray',
 };
-
-function painter(color?: boolean): Paint {
-  return color ? (style, text) => `\x1b[${ANSI[style]}m${text}\x1b[0m` : (_s, text) => text;
-}
 
 function tableStyle(color?: boolean) {
   return color ? { head: ['cyan'], border: ['gray'], compact: true } : { head: [], border: [], compact: true };
