@@ -2,7 +2,8 @@ import { trace, type Context, type Span, type Tracer } from '@opentelemetry/api'
 import type { ChainableCommander, Redis } from 'ioredis';
 import { sleep, backoffDelay } from '../bus/backoff.js';
 import { encodeEvent } from '../bus/event-codec.js';
-import { ID_RE, toFieldMap, ULID_FIELD_RE, type FieldList } from '../bus/fields.js';
+import { ID_RE, toFieldMap, type FieldList } from '../bus/fields.js';
+import { isFrameId } from '../domain/frame-id.js';
 import { decodeFrame, decodeReadyFrame, encodeFrame } from '../bus/frame-codec.js';
 import { groupLag } from '../bus/group-lag.js';
 import { ackAndAppend, delAndAppend, type AckAndAppend, type Append, type DelAndAppend } from '../bus/handoff.js';
@@ -487,7 +488,7 @@ export class BufferService {
     for (const b of bad) {
       const frameId = fieldOf(b.fields, 'frame_id');
       const cameraId = fieldOf(b.fields, 'camera_id');
-      if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
+      if (!frameId || !cameraId || !isFrameId(frameId) || !ID_RE.test(cameraId)) continue;
       addEvent(
         tx,
         this.opts.keys,

@@ -3,7 +3,8 @@ import { trace, type Tracer } from '@opentelemetry/api';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { encodeEvent } from '../bus/event-codec.js';
-import { ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, ULID_FIELD_RE } from '../bus/fields.js';
+import { ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap } from '../bus/fields.js';
+import { isFrameId } from '../domain/frame-id.js';
 import { decodeReadyFrame } from '../bus/frame-codec.js';
 import { ackAndAppend } from '../bus/handoff.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
@@ -520,7 +521,7 @@ export class ProcessorRuntime {
       }
       const frameId = map.get('frame_id');
       const cameraId = map.get('camera_id');
-      if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
+      if (!frameId || !cameraId || !isFrameId(frameId) || !ID_RE.test(cameraId)) continue;
       const capability = map.get('capability');
       const error = b.reason.startsWith('malformed')
         ? `dead-lettered: ${b.reason}`

@@ -90,7 +90,11 @@ const HOSTILE_TRACEPARENTS = [
   `00_${'a'.repeat(32)}_${'b'.repeat(16)}_01`,
 ];
 const BAD_VERSIONS = ['2', '0', '', '01', '1.0', ' 1', 'v1', '1\n', '\u00ff', 'x'.repeat(100), '-1', '1e0'];
+/** The first id past the rule (src/domain/frame-id.ts): a ULID of one ms after the year 9999. */
+const AFTER_9999 = encodeTime(MAX_TIME_MS + 1, 10) + '0'.repeat(16);
+/** Bad for every id field of every message (frame_id, event_id): one rule. */
 const BAD_ULIDS = [
+  AFTER_9999,
   'nope',
   'ZZZZZZZZZZZZZZZZZZZZZZZZZZ',
   '8ZZZZZZZZZZZZZZZZZZZZZZZZZ',
@@ -145,7 +149,7 @@ const EVENT_BAD: Record<string, string[]> = {
   v: BAD_VERSIONS,
   event_id: BAD_ULIDS,
   type: ['frame.teleported', 'FRAME.CAPTURED', 'frame.captured ', 'camera.exploded', 'x'.repeat(1000), ''],
-  frame_id: BAD_ULIDS.filter((u) => u.length !== 26 || !/^[0-7]/.test(u) || u.startsWith('7Z')),
+  frame_id: BAD_ULIDS,
   camera_id: BAD_IDS,
   source: BAD_IDS,
   at: [...NOT_INTS, '281474976710656'],
@@ -269,11 +273,14 @@ function hostileFrame(ready: boolean): fc.Arbitrary<Mutation> {
   );
 }
 
+/** An event id of time `t`: the id rule's bounds hold for event ids as for frame ids. */
+const eventIdAt = (t: number): Mutation => ({ label: `event id time ${t}`, apply: (p) => setField(p, 'event_id', ulidAt(t)) });
+
 function hostileEvent(): fc.Arbitrary<Mutation> {
   const time = (t: number): Mutation => ({ label: `frame time ${t}`, apply: (p) => setField(p, 'frame_id', ulidAt(t)) });
   return fc.oneof(
     fc.constant<Mutation>({ label: 'as is', apply: (p) => p }),
-    fc.constantFrom(time(0), time(MAX_TIME_MS)),
+    fc.constantFrom(time(0), time(MAX_TIME_MS), eventIdAt(0), eventIdAt(MAX_TIME_MS)),
     fc.constantFrom<Mutation>(
       { label: 'at 0', apply: (p) => setField(p, 'at', '0') },
       { label: 'at max', apply: (p) => setField(p, 'at', '281474976710655') },
@@ -319,6 +326,20 @@ const BIG: Mutation[] = [
   },
   { label: '2 MB field name', expect: /field name .* is too long/, apply: (p) => [...p, ['k'.repeat(2 << 20), 'v']] },
 ];
+
+/**
+ * Counterexamples the fuzzing found, replayed on every run. Issue #11 (seed -242977261, path
+ * "9"): a camera event whose event id carries the largest ULID time was stored.
+ */
+const FOUND_EVENTS: { m: Mutation; kind: 'frame' | 'camera'; t: number }[] = (['camera', 'frame'] as const).map((kind) => ({
+  m: {
+    label: `${kind} event_id="7ZZZZZZZZZ0000000000000000"`,
+    expect: named('event_id'),
+    apply: (p) => setField(p, 'event_id', '7ZZZZZZZZZ0000000000000000'),
+  },
+  kind,
+  t: 0,
+}));
 
 // ------------------------------------------------------------------ valid bases
 
@@ -416,7 +437,9 @@ const eventCase = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(hostileEvent(), fc.nat()).map(([m, t]) => ({ m, kind: 'frame' as const, t })) },
   {
     weight: 1,
-    arbitrary: fc.nat().map((t) => ({ m: { label: 'camera event', apply: (p: Pairs) => p } as Mutation, kind: 'camera' as const, t })),
+    arbitrary: fc
+      .tuple(fc.constantFrom<Mutation>({ label: 'camera event', apply: (p) => p }, eventIdAt(0), eventIdAt(MAX_TIME_MS)), fc.nat())
+      .map(([m, t]) => ({ m, kind: 'camera' as const, t })),
   },
 );
 
@@ -893,6 +916,7 @@ describe('store fed malformed events (real Redis + PostgreSQL)', () => {
     };
     await run([
       ...BIG.map((m) => ({ m, kind: 'frame' as const, t: 0 })),
+      ...FOUND_EVENTS,
       { m: { label: 'as is', apply: (q: Pairs) => q }, kind: 'frame', t: 0 },
     ]);
     await fc.assert(fc.asyncProperty(fc.array(eventCase, { minLength: 1, maxLength: 15 }), run), { numRuns: RUNS + 2, endOnFailure: true });

@@ -7,7 +7,7 @@ import { redactUrl } from '../../src/config/redact.js';
 import { redactSecrets, redactValue } from '../../src/config/redact-text.js';
 import { CONFIG_KEYS } from '../../src/config/schema.js';
 import { InvalidInputError } from '../../src/domain/errors.js';
-import { frameIdTime, parseFrameId } from '../../src/domain/frame-id.js';
+import { frameIdTime, MAX_TIME_MS, parseFrameId } from '../../src/domain/frame-id.js';
 
 /** Only InvalidInputError may escape a parser: anything else would be a crash with exit 1 instead of exit 2. */
 function onlyInvalidInput(fn: () => unknown): void {
@@ -57,12 +57,17 @@ describe('parsers: property-based', () => {
     }
   });
 
-  it('frame ids: ULIDs of any time round-trip (case-insensitive), their time is the capture time; other strings are InvalidInputError', () => {
+  it('frame ids: ULIDs of any time up to the year 9999 round-trip (case-insensitive), their time is the capture time; other strings are InvalidInputError', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 2 ** 48 - 1 }), (ms) => {
+      fc.property(fc.integer({ min: 1, max: MAX_TIME_MS }), (ms) => {
         const id = ulid(ms); // (newFrameId is monotonic: it never goes back in time)
         expect(parseFrameId(id.toLowerCase())).toBe(id);
         expect(frameIdTime(id)).toBe(ms);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: MAX_TIME_MS + 1, max: 2 ** 48 - 1 }), (ms) => {
+        expect(() => parseFrameId(ulid(ms))).toThrow(/after the year 9999/);
       }),
     );
     fc.assert(fc.property(anyInput, (raw) => onlyInvalidInput(() => parseFrameId(raw))));
