@@ -8,6 +8,7 @@ import { redactSecrets, redactValue } from '../../src/config/redact-text.js';
 import { CONFIG_KEYS } from '../../src/config/schema.js';
 import { InvalidInputError } from '../../src/domain/errors.js';
 import { frameIdTime, MAX_TIME_MS, parseFrameId } from '../../src/domain/frame-id.js';
+import { fuzzRuns } from '../helpers/fuzz.js';
 
 /** Only InvalidInputError may escape a parser: anything else would be a crash with exit 1 instead of exit 2. */
 function onlyInvalidInput(fn: () => unknown): void {
@@ -52,7 +53,7 @@ describe('parsers: property-based', () => {
             expect((err as Error).message.startsWith(`--${key}: `)).toBe(true);
           }
         }),
-        { numRuns: 60 },
+        { numRuns: fuzzRuns(60) },
       );
     }
   });
@@ -88,7 +89,7 @@ describe('parsers: property-based', () => {
           onlyInvalidInput(() => parseCameraSpec(raw));
         },
       ),
-      { numRuns: 500 },
+      { numRuns: fuzzRuns(500) },
     );
   });
 
@@ -110,7 +111,7 @@ describe('parsers: property-based', () => {
           expect(redactSecrets(`error at ${encoded}`)).not.toContain(encodeURIComponent(pass));
         },
       ),
-      { numRuns: 300 },
+      { numRuns: fuzzRuns(300) },
     );
   });
 });
