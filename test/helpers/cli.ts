@@ -45,14 +45,18 @@ export function spawnDetektr(args: string[], env: NodeJS.ProcessEnv): Spawned {
 }
 
 /** The port a spawned worker's HTTP server listens on, from its `listening` log line (log level info or lower). */
-export async function listeningPort(p: Spawned, what = 'the worker'): Promise<number> {
-  const line = await waitFor(`${what} listening`, () => {
-    if (p.proc.exitCode !== null) throw new Error(`${what} exited (${p.proc.exitCode}): ${p.stderr().slice(-2000)}`);
-    return p
-      .stderr()
-      .split('\n')
-      .find((l) => l.includes('"msg":"listening"'));
-  });
+export async function listeningPort(p: Spawned, what = 'the worker', timeoutMs = 60_000): Promise<number> {
+  const line = await waitFor(
+    `${what} listening`,
+    () => {
+      if (p.proc.exitCode !== null) throw new Error(`${what} exited (${p.proc.exitCode}): ${p.stderr().slice(-2000)}`);
+      return p
+        .stderr()
+        .split('\n')
+        .find((l) => l.includes('"msg":"listening"'));
+    },
+    timeoutMs,
+  );
   return (JSON.parse(line) as { port: number }).port;
 }
 

@@ -226,7 +226,6 @@ describe('secrets never leak (issue #7)', () => {
       store: { p: spawnDetektr(['store', '--config', configFile], base), extra: [] },
     };
     spawned.push(...Object.values(workers).map((w) => w.p));
-    for (const [name, w] of Object.entries(workers)) w.port = await listeningPort(w.p, name);
 
     const completed = async () =>
       (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".frame_metadata WHERE state = 'completed'`)).rows[0].n as number;
@@ -240,6 +239,7 @@ describe('secrets never leak (issue #7)', () => {
     const yardEvents = async () =>
       (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".camera_events WHERE camera_id = 'yard'`)).rows[0].n as number;
     await waitFor('the camera with the wrong password stored as offline', async () => (await yardEvents()) >= 1, 10_000, 200);
+    for (const [name, w] of Object.entries(workers)) w.port = await listeningPort(w.p, name);
 
     for (const [name, w] of Object.entries(workers)) {
       for (const path of ['/metrics', '/readyz', '/healthz', ...w.extra]) {
