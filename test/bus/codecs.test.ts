@@ -5,7 +5,7 @@ import { decodeBusEvent, decodeEvent, encodeCameraEvent, encodeEvent } from '../
 import { decodeFrame, decodeReadyFrame, encodeFrame } from '../../src/bus/frame-codec.js';
 import { InvalidInputError, MalformedMessageError } from '../../src/domain/errors.js';
 import { EVENT_TYPES, makeEvent } from '../../src/domain/events.js';
-import { frameIdTime, MAX_TIME_MS, newEventId, newFrameId, parseFrameId } from '../../src/domain/frame-id.js';
+import { frameIdTime, isFrameId, MAX_TIME_MS, newEventId, newFrameId, parseFrameId, ULID_RE } from '../../src/domain/frame-id.js';
 import { decodeStoredEvent } from '../../src/store/store-service.js';
 import type { FrameMessage } from '../../src/domain/frame.js';
 
@@ -170,23 +170,48 @@ describe('one time rule for every id field of every message (issue #11)', () => 
     ['stored camera event', camera, 'event_id', decodeStoredEvent],
   ];
 
+  /** `base` with `field` set to `id` (and a frame's captured_at to the id's time, as it must match). */
+  const withId = (base: string[], field: string, id: string) => {
+    const f = set(base, field, id);
+    return base === frame && ULID_RE.test(id) ? set(f, 'captured_at', String(Math.min(frameIdTime(id), MAX_TIME_MS))) : f;
+  };
+  const failure = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
+
   it.each(decoders)('%s: %s takes times up to the year 9999 and rejects later ones naming the field', (_, base, field, decode) => {
-    // A frame's captured_at must match its id's time.
-    const withId = (id: string) => {
-      const f = set(base, field, id);
-      return field === 'frame_id' && base === frame ? set(f, 'captured_at', String(Math.min(frameIdTime(id), MAX_TIME_MS))) : f;
-    };
-    expect(() => decode(withId(LAST))).not.toThrow();
+    expect(() => decode(withId(base, field, LAST))).not.toThrow();
     for (const id of TOO_LATE) {
-      let err: unknown;
-      try {
-        decode(withId(id));
-      } catch (e) {
-        err = e;
-      }
+      const err = failure(() => decode(withId(base, field, id)));
       expect(err, `${field}=${id}`).toBeInstanceOf(MalformedMessageError);
       expect((err as MalformedMessageError).field, `${field}=${id}`).toBe(field);
     }
+  });
+
+  const crockford = (n: number) => fc.string({ unit: fc.constantFrom(...'0123456789ABCDEFGHJKMNPQRSTVWXYZ'), minLength: n, maxLength: n });
+  const anyId = fc.oneof(
+    fc.tuple(fc.integer({ min: 0, max: 2 ** 48 - 1 }), crockford(16)).map(([t, r]) => encodeTime(t, 10) + r),
+    fc.tuple(fc.integer({ min: MAX_TIME_MS - 1000, max: MAX_TIME_MS + 1000 }), crockford(16)).map(([t, r]) => encodeTime(t, 10) + r),
+    crockford(26),
+    fc.string({ maxLength: 30 }),
+  );
+
+  it.each(decoders)('%s: %s is taken exactly when isFrameId says it is an id, else rejected naming the field', (_, base, field, decode) => {
+    fc.assert(
+      fc.property(anyId, (id) => {
+        const err = failure(() => decode(withId(base, field, id)));
+        if (isFrameId(id)) expect(err, id).toBeUndefined();
+        else {
+          expect(err, id).toBeInstanceOf(MalformedMessageError);
+          expect((err as MalformedMessageError).field, id).toBe(field);
+        }
+      }),
+    );
   });
 
   it('the counterexample of issue #11: a camera event with event_id 7ZZZZZZZZZ0000000000000000 is not stored', () => {
