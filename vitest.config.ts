@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { fuzzTimeout } from './test/helpers/fuzz.js';
 
 export default defineConfig({
   test: {
@@ -8,7 +9,8 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: more parallel files only fight over the CPU the pipeline tests need.
     maxWorkers: 2,
-    testTimeout: 30_000,
+    // Longer only while fuzzing with more runs (FUZZ_RUNS over 100).
+    testTimeout: fuzzTimeout(30_000),
     hookTimeout: 60_000,
   },
 });

@@ -6,7 +6,7 @@ import type { BufferService } from '../../src/buffer/buffer-service.js';
 import { ID_RE } from '../../src/bus/fields.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { startHttpServer, type RunningHttpServer } from '../../src/telemetry/http-server.js';
-import { fuzzRuns, fuzzTimeout } from '../helpers/fuzz.js';
+import { fuzzRuns } from '../helpers/fuzz.js';
 import { testRedis } from '../helpers/redis.js';
 import { harness, type Harness } from './harness.js';
 
@@ -20,7 +20,6 @@ import { harness, type Harness } from './harness.js';
 
 const TOKEN = 'fuzz-token-0123456789abcdef';
 const RUNS = fuzzRuns(250);
-const TIMEOUT = fuzzTimeout(60_000);
 const HB_ID = 'fz-hb';
 
 interface RawResponse {
@@ -480,140 +479,124 @@ describe('HTTP API fuzzing (fast-check, raw sockets, real Redis)', () => {
     await h?.t.cleanup();
   });
 
-  it(
-    'answers any request to the buffer API below 500 with a message; only a valid, authorised registration registers',
-    async () => {
-      await fc.assert(
-        fc.asyncProperty(requestArb, async (req) => {
-          const before = await ids();
-          const res = await send(api.port, encode(req));
-          checkAnswer(req, res);
-          const after = await ids();
-          if (res.status === 201) {
-            const id = validRegistration(req.body?.toString('utf8') ?? '');
-            expect(id, `201 for ${req.body?.toString('utf8').slice(0, 200)}`).toBeDefined();
-            expect(after).toContain(id);
-            await buffer.registry.unregister(id!);
-          } else {
-            expect(after, `${req.method} ${req.target.slice(0, 100)} -> ${res.status} changed the registry`).toEqual(before);
-          }
-        }),
-        { numRuns: RUNS },
-      );
-      await healthy(api.port);
-    },
-    TIMEOUT,
-  );
+  it('answers any request to the buffer API below 500 with a message; only a valid, authorised registration registers', async () => {
+    await fc.assert(
+      fc.asyncProperty(requestArb, async (req) => {
+        const before = await ids();
+        const res = await send(api.port, encode(req));
+        checkAnswer(req, res);
+        const after = await ids();
+        if (res.status === 201) {
+          const id = validRegistration(req.body?.toString('utf8') ?? '');
+          expect(id, `201 for ${req.body?.toString('utf8').slice(0, 200)}`).toBeDefined();
+          expect(after).toContain(id);
+          await buffer.registry.unregister(id!);
+        } else {
+          expect(after, `${req.method} ${req.target.slice(0, 100)} -> ${res.status} changed the registry`).toEqual(before);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    await healthy(api.port);
+  });
 
-  it(
-    'validates registration bodies field by field: 201 exactly for valid ones, 4xx naming the problem otherwise',
-    async () => {
-      const body = bodyText(
-        fc.oneof(
-          { weight: 6, arbitrary: registerShape.map((o) => JSON.stringify(o)) },
-          { weight: 2, arbitrary: nastyJson },
-          { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
-          {
-            weight: 1,
-            arbitrary: fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify({ id: 'fz-x', capabilities: ['a'], capacity: v })),
-          },
-        ),
-      );
-      await fc.assert(
-        fc.asyncProperty(body, fc.boolean(), async ({ text }, chunked) => {
-          const before = await ids();
-          const req: RawRequest = {
-            method: 'POST',
-            target: '/processors',
-            headers: [
-              ['content-type', 'application/json'],
-              ['authorization', `Bearer ${TOKEN}`],
-            ],
-            body: Buffer.from(text),
-            chunked: chunked ? [7, 300, 4096] : undefined,
-          };
-          const res = await send(api.port, encode(req));
-          checkAnswer(req, res);
-          const valid = Buffer.byteLength(text) <= MAX_BODY_BYTES ? validRegistration(text) : undefined;
-          if (valid) {
-            expect(res.status, res.body).toBe(201);
-            expect(JSON.parse(res.body)).toMatchObject({ id: valid, source: 'api' });
-            await buffer.registry.unregister(valid);
-          } else {
-            expect(res.status, `${text.slice(0, 200)} -> ${res.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
-            expect(await ids()).toEqual(before);
-          }
-        }),
-        { numRuns: RUNS },
-      );
-      await healthy(api.port);
-    },
-    TIMEOUT,
-  );
+  it('validates registration bodies field by field: 201 exactly for valid ones, 4xx naming the problem otherwise', async () => {
+    const body = bodyText(
+      fc.oneof(
+        { weight: 6, arbitrary: registerShape.map((o) => JSON.stringify(o)) },
+        { weight: 2, arbitrary: nastyJson },
+        { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
+        {
+          weight: 1,
+          arbitrary: fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify({ id: 'fz-x', capabilities: ['a'], capacity: v })),
+        },
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(body, fc.boolean(), async ({ text }, chunked) => {
+        const before = await ids();
+        const req: RawRequest = {
+          method: 'POST',
+          target: '/processors',
+          headers: [
+            ['content-type', 'application/json'],
+            ['authorization', `Bearer ${TOKEN}`],
+          ],
+          body: Buffer.from(text),
+          chunked: chunked ? [7, 300, 4096] : undefined,
+        };
+        const res = await send(api.port, encode(req));
+        checkAnswer(req, res);
+        const valid = Buffer.byteLength(text) <= MAX_BODY_BYTES ? validRegistration(text) : undefined;
+        if (valid) {
+          expect(res.status, res.body).toBe(201);
+          expect(JSON.parse(res.body)).toMatchObject({ id: valid, source: 'api' });
+          await buffer.registry.unregister(valid);
+        } else {
+          expect(res.status, `${text.slice(0, 200)} -> ${res.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
+          expect(await ids()).toEqual(before);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    await healthy(api.port);
+  });
 
-  it(
-    'validates heartbeat bodies: 200 exactly for valid ones, and a rejected one changes no stats',
-    async () => {
-      await buffer.registry.register({
-        id: HB_ID,
-        capabilities: ['fz'],
-        heartbeatMs: 500,
-        source: 'api',
-        instance: 'api',
-        stats: { capacity: 1, concurrency: 1, at: Date.now(), inFlight: 0, completed: 0, failed: 0, consecutiveFailures: 0 },
-      });
-      const body = bodyText(
-        fc.oneof(
-          { weight: 6, arbitrary: heartbeatShape.map((o) => JSON.stringify(o)) },
-          { weight: 2, arbitrary: nastyJson },
-          { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
-          { weight: 1, arbitrary: fc.constant('') },
-        ),
-      );
-      await fc.assert(
-        fc.asyncProperty(body, fc.boolean(), async ({ text }, chunked) => {
-          const before = await hbStats();
-          const req: RawRequest = {
-            method: 'POST',
-            target: `/processors/${HB_ID}/heartbeat`,
-            headers: [
-              ['content-type', 'application/json'],
-              ['authorization', `Bearer ${TOKEN}`],
-            ],
-            body: Buffer.from(text),
-            chunked: chunked && text.length ? [1, 64, 9000] : undefined,
-          };
-          const res = await send(api.port, encode(req));
-          checkAnswer(req, res);
-          if (validHeartbeat(text)) {
-            expect(res.status, `${text.slice(0, 200)} -> ${res.body.slice(0, 200)}`).toBe(200);
-          } else {
-            expect(res.status, `${text.slice(0, 200)} -> ${res.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
-            expect(await hbStats()).toEqual(before);
-          }
-        }),
-        { numRuns: RUNS },
-      );
-      expect(await hbStats()).toBeDefined();
-      await buffer.registry.unregister(HB_ID);
-      await healthy(api.port);
-    },
-    TIMEOUT,
-  );
+  it('validates heartbeat bodies: 200 exactly for valid ones, and a rejected one changes no stats', async () => {
+    await buffer.registry.register({
+      id: HB_ID,
+      capabilities: ['fz'],
+      heartbeatMs: 500,
+      source: 'api',
+      instance: 'api',
+      stats: { capacity: 1, concurrency: 1, at: Date.now(), inFlight: 0, completed: 0, failed: 0, consecutiveFailures: 0 },
+    });
+    const body = bodyText(
+      fc.oneof(
+        { weight: 6, arbitrary: heartbeatShape.map((o) => JSON.stringify(o)) },
+        { weight: 2, arbitrary: nastyJson },
+        { weight: 1, arbitrary: fc.json({ maxDepth: 3 }) },
+        { weight: 1, arbitrary: fc.constant('') },
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(body, fc.boolean(), async ({ text }, chunked) => {
+        const before = await hbStats();
+        const req: RawRequest = {
+          method: 'POST',
+          target: `/processors/${HB_ID}/heartbeat`,
+          headers: [
+            ['content-type', 'application/json'],
+            ['authorization', `Bearer ${TOKEN}`],
+          ],
+          body: Buffer.from(text),
+          chunked: chunked && text.length ? [1, 64, 9000] : undefined,
+        };
+        const res = await send(api.port, encode(req));
+        checkAnswer(req, res);
+        if (validHeartbeat(text)) {
+          expect(res.status, `${text.slice(0, 200)} -> ${res.body.slice(0, 200)}`).toBe(200);
+        } else {
+          expect(res.status, `${text.slice(0, 200)} -> ${res.body.slice(0, 200)}`).toBeGreaterThanOrEqual(400);
+          expect(await hbStats()).toEqual(before);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+    expect(await hbStats()).toBeDefined();
+    await buffer.registry.unregister(HB_ID);
+    await healthy(api.port);
+  });
 
-  it(
-    'answers any request to a plain metrics server (another worker) below 500 with a message',
-    async () => {
-      await fc.assert(
-        fc.asyncProperty(requestArb, async (req) => {
-          const res = await send(plain.port, encode(req));
-          checkAnswer(req, res);
-          if (res.status === 200 && req.method === 'GET') expect(req.target).toMatch(/^\/(metrics|healthz|readyz)(\?|$)/);
-        }),
-        { numRuns: RUNS },
-      );
-      await healthy(plain.port);
-    },
-    TIMEOUT,
-  );
+  it('answers any request to a plain metrics server (another worker) below 500 with a message', async () => {
+    await fc.assert(
+      fc.asyncProperty(requestArb, async (req) => {
+        const res = await send(plain.port, encode(req));
+        checkAnswer(req, res);
+        if (res.status === 200 && req.method === 'GET') expect(req.target).toMatch(/^\/(metrics|healthz|readyz)(\?|$)/);
+      }),
+      { numRuns: RUNS },
+    );
+    await healthy(plain.port);
+  });
 });

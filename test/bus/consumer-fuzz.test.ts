@@ -753,120 +753,104 @@ async function handledOnce(p: Pipeline, frames: string[]): Promise<void> {
   }
 }
 
-describe('stream consumers fed malformed entries (real Redis)', () => {
+describe('stream consumers fed malformed entries (real Redis)', { timeout: TIMEOUT }, () => {
   let p: Pipeline | undefined;
   afterEach(async () => {
     await p?.close();
     p = undefined;
   });
 
-  it(
-    'buffer intake (frames:captured, group buffer)',
-    async () => {
-      p = await pipeline('fuzz-captured', { buffer: true, stream: (t) => t.keys.captured });
-      const s = p;
-      const total = { n: 0 };
-      const valid: string[] = [];
-      const run = async (cases: Mutation[]) => {
-        const built = cases.map((m) => build(m, frameFields(), 'frame_id'));
-        await feed(s, s.t.keys.captured, built, total);
-        valid.push(...built.filter((b) => !b.expect).map((b) => b.key!));
-      };
-      await run([...BIG, { label: 'as is', apply: (q) => q }]);
-      await fc.assert(fc.asyncProperty(fc.array(frameCase(false), { minLength: 1, maxLength: 12 }), run), {
-        numRuns: RUNS,
-        endOnFailure: true,
-      });
-      await handledOnce(s, valid);
-      expect(await s.redis.hget(s.t.keys.counters, `dead_letter:${s.t.keys.captured}`)).toBe(String(total.n));
-    },
-    TIMEOUT,
-  );
+  it('buffer intake (frames:captured, group buffer)', async () => {
+    p = await pipeline('fuzz-captured', { buffer: true, stream: (t) => t.keys.captured });
+    const s = p;
+    const total = { n: 0 };
+    const valid: string[] = [];
+    const run = async (cases: Mutation[]) => {
+      const built = cases.map((m) => build(m, frameFields(), 'frame_id'));
+      await feed(s, s.t.keys.captured, built, total);
+      valid.push(...built.filter((b) => !b.expect).map((b) => b.key!));
+    };
+    await run([...BIG, { label: 'as is', apply: (q) => q }]);
+    await fc.assert(fc.asyncProperty(fc.array(frameCase(false), { minLength: 1, maxLength: 12 }), run), {
+      numRuns: RUNS,
+      endOnFailure: true,
+    });
+    await handledOnce(s, valid);
+    expect(await s.redis.hget(s.t.keys.counters, `dead_letter:${s.t.keys.captured}`)).toBe(String(total.n));
+  });
 
-  it(
-    'buffer dispatch (the lanes frames:waiting:high|normal|low, no group)',
-    async () => {
-      p = await pipeline('fuzz-lanes', { buffer: true, stream: (t) => t.keys.lane('normal') });
-      const s = p;
-      const total = { n: 0 };
-      await waitFor('the processor registered', async () => (await s.redis.zcard(s.t.keys.processors)) === 1);
-      const run = async (cases: Mutation[]) => {
-        const built = cases.map((m) => build(m, frameFields(), 'frame_id'));
-        await feed(s, s.t.keys.lane('normal'), built, total);
-        await handledOnce(
-          s,
-          built.filter((b) => !b.expect).map((b) => b.key!),
-        );
-      };
-      await run([...BIG, { label: 'as is', apply: (q) => q }]);
-      await fc.assert(fc.asyncProperty(fc.array(frameCase(false), { minLength: 1, maxLength: 12 }), run), {
-        numRuns: RUNS,
-        endOnFailure: true,
-      });
-      expect(await s.redis.hget(s.t.keys.counters, `dead_letter:${s.t.keys.lane('normal')}`)).toBe(String(total.n));
-    },
-    TIMEOUT,
-  );
-
-  it(
-    'buffer re-routing (the ready stream of a processor that is gone, group processor)',
-    async () => {
-      // The gone processor's stream is filled before the buffer starts (it reads the ids it
-      // routed to at start, then every 5 s): one generated batch, and the huge ones.
-      const cases = [...BIG, ...fc.sample(fc.array(frameCase(true), { minLength: 30, maxLength: 30 }), 1)[0]];
-      const built = cases.map((m) => build(m, frameFields({ ready: 'ghost' }), 'frame_id'));
-      let ids: string[] = [];
-      p = await pipeline('fuzz-reroute', {
-        buffer: true,
-        stream: (t) => t.keys.ready('ghost'),
-        before: async (t) => {
-          await t.redis.xgroup('CREATE', t.keys.ready('ghost'), GROUPS.processor, '0', 'MKSTREAM');
-          ids = await add(t.redis, t.keys.ready('ghost'), built);
-          await t.redis.sadd(t.keys.routed, 'ghost');
-        },
-      });
-      await check(p, built, ids, { n: 0 }, { dead: 0, malformed: 0 });
+  it('buffer dispatch (the lanes frames:waiting:high|normal|low, no group)', async () => {
+    p = await pipeline('fuzz-lanes', { buffer: true, stream: (t) => t.keys.lane('normal') });
+    const s = p;
+    const total = { n: 0 };
+    await waitFor('the processor registered', async () => (await s.redis.zcard(s.t.keys.processors)) === 1);
+    const run = async (cases: Mutation[]) => {
+      const built = cases.map((m) => build(m, frameFields(), 'frame_id'));
+      await feed(s, s.t.keys.lane('normal'), built, total);
       await handledOnce(
-        p,
+        s,
         built.filter((b) => !b.expect).map((b) => b.key!),
       );
-      expect(await p.redis.hget(p.t.keys.counters, `dead_letter:${p.t.keys.ready('ghost')}`)).toBe(
-        String(built.filter((b) => b.expect).length),
-      );
-    },
-    TIMEOUT,
-  );
+    };
+    await run([...BIG, { label: 'as is', apply: (q) => q }]);
+    await fc.assert(fc.asyncProperty(fc.array(frameCase(false), { minLength: 1, maxLength: 12 }), run), {
+      numRuns: RUNS,
+      endOnFailure: true,
+    });
+    expect(await s.redis.hget(s.t.keys.counters, `dead_letter:${s.t.keys.lane('normal')}`)).toBe(String(total.n));
+  });
 
-  it(
-    'processor runtime (frames:ready:<id>, group processor)',
-    async () => {
-      p = await pipeline('fuzz-ready', { buffer: false, stream: (t) => t.keys.ready('work') });
-      const s = p;
-      const total = { n: 0 };
-      const run = async (cases: Mutation[]) => {
-        const built = cases.map((m) => build(m, frameFields({ ready: 'work' }), 'frame_id'));
-        await feed(s, s.t.keys.ready('work'), built, total);
-        await handledOnce(
-          s,
-          built.filter((b) => !b.expect).map((b) => b.key!),
-        );
-      };
-      await run([...BIG, { label: 'as is', apply: (q) => q }]);
-      await fc.assert(fc.asyncProperty(fc.array(frameCase(true), { minLength: 1, maxLength: 12 }), run), {
-        numRuns: RUNS,
-        endOnFailure: true,
-      });
-      expect(await s.redis.hget(s.t.keys.counters, `dead_letter:${s.t.keys.ready('work')}`)).toBe(String(total.n));
-      // No valid frame failed (a malformed one with readable ids ends its stage as processing.failed, counted as dead_lettered).
-      expect(await metricSum(s.metrics, 'detektr_frames_processed_total', { outcome: 'failed' })).toBe(0);
-    },
-    TIMEOUT,
-  );
+  it('buffer re-routing (the ready stream of a processor that is gone, group processor)', async () => {
+    // The gone processor's stream is filled before the buffer starts (it reads the ids it
+    // routed to at start, then every 5 s): one generated batch, and the huge ones.
+    const cases = [...BIG, ...fc.sample(fc.array(frameCase(true), { minLength: 30, maxLength: 30 }), 1)[0]];
+    const built = cases.map((m) => build(m, frameFields({ ready: 'ghost' }), 'frame_id'));
+    let ids: string[] = [];
+    p = await pipeline('fuzz-reroute', {
+      buffer: true,
+      stream: (t) => t.keys.ready('ghost'),
+      before: async (t) => {
+        await t.redis.xgroup('CREATE', t.keys.ready('ghost'), GROUPS.processor, '0', 'MKSTREAM');
+        ids = await add(t.redis, t.keys.ready('ghost'), built);
+        await t.redis.sadd(t.keys.routed, 'ghost');
+      },
+    });
+    await check(p, built, ids, { n: 0 }, { dead: 0, malformed: 0 });
+    await handledOnce(
+      p,
+      built.filter((b) => !b.expect).map((b) => b.key!),
+    );
+    expect(await p.redis.hget(p.t.keys.counters, `dead_letter:${p.t.keys.ready('ghost')}`)).toBe(
+      String(built.filter((b) => b.expect).length),
+    );
+  });
+
+  it('processor runtime (frames:ready:<id>, group processor)', async () => {
+    p = await pipeline('fuzz-ready', { buffer: false, stream: (t) => t.keys.ready('work') });
+    const s = p;
+    const total = { n: 0 };
+    const run = async (cases: Mutation[]) => {
+      const built = cases.map((m) => build(m, frameFields({ ready: 'work' }), 'frame_id'));
+      await feed(s, s.t.keys.ready('work'), built, total);
+      await handledOnce(
+        s,
+        built.filter((b) => !b.expect).map((b) => b.key!),
+      );
+    };
+    await run([...BIG, { label: 'as is', apply: (q) => q }]);
+    await fc.assert(fc.asyncProperty(fc.array(frameCase(true), { minLength: 1, maxLength: 12 }), run), {
+      numRuns: RUNS,
+      endOnFailure: true,
+    });
+    expect(await s.redis.hget(s.t.keys.counters, `dead_letter:${s.t.keys.ready('work')}`)).toBe(String(total.n));
+    // No valid frame failed (a malformed one with readable ids ends its stage as processing.failed, counted as dead_lettered).
+    expect(await metricSum(s.metrics, 'detektr_frames_processed_total', { outcome: 'failed' })).toBe(0);
+  });
 });
 
 // ------------------------------------------------------------------ the store
 
-describe('store fed malformed events (real Redis + PostgreSQL)', () => {
+describe('store fed malformed events (real Redis + PostgreSQL)', { timeout: TIMEOUT }, () => {
   const schema = uniqueSchema('fuzz');
   let t: TestRedis;
   let pool: pg.Pool;
@@ -902,47 +886,43 @@ describe('store fed malformed events (real Redis + PostgreSQL)', () => {
     await dropSchema(schema);
   });
 
-  it(
-    'store (events, group store): frame and camera events',
-    async () => {
-      const s: Subject = {
-        redis: t.redis,
-        metrics,
-        label: t.keys.events,
-        failures: lines,
-        deadLetters: new DeadLetters(t.redis, t.keys.deadLetter),
-        done: async (keys) => {
-          const { rows } = await pool.query<{ id: string }>(
-            'SELECT event_id AS id FROM frame_events WHERE event_id = ANY($1) UNION ALL SELECT event_id FROM camera_events WHERE event_id = ANY($1)',
-            [keys],
-          );
-          return new Set(rows.map((r) => r.id));
-        },
-        pending: async () => ((await t.redis.xpending(t.keys.events, GROUPS.store)) as [number])[0],
-        alive: () => (state.state === 'running' ? [] : [state.state]),
-      };
-      const total = { n: 0 };
-      const stored: string[] = [];
-      const run = async (cases: { m: Mutation; kind: 'frame' | 'camera'; t: number }[]) => {
-        const built = cases.map(({ m, kind, t: type }) => build(m, eventFields(kind, type), 'event_id'));
-        await feed(s, t.keys.events, built, total);
-        stored.push(...built.filter((b) => !b.expect).map((b) => b.key!));
-      };
-      await run([
-        ...BIG.map((m) => ({ m, kind: 'frame' as const, t: 0 })),
-        ...FOUND_EVENTS,
-        { m: { label: 'as is', apply: (q: Pairs) => q }, kind: 'frame', t: 0 },
-      ]);
-      await fc.assert(fc.asyncProperty(fc.array(eventCase, { minLength: 1, maxLength: 15 }), run), {
-        numRuns: fuzzRuns(17),
-        endOnFailure: true,
-      });
-      expect(await t.redis.hget(t.keys.counters, `dead_letter:${t.keys.events}`)).toBe(String(total.n));
-      const { rows } = await pool.query<{ n: number }>(
-        'SELECT (SELECT count(*) FROM frame_events)::int + (SELECT count(*) FROM camera_events)::int AS n',
-      );
-      expect(rows[0].n).toBe(new Set(stored).size);
-    },
-    TIMEOUT,
-  );
+  it('store (events, group store): frame and camera events', async () => {
+    const s: Subject = {
+      redis: t.redis,
+      metrics,
+      label: t.keys.events,
+      failures: lines,
+      deadLetters: new DeadLetters(t.redis, t.keys.deadLetter),
+      done: async (keys) => {
+        const { rows } = await pool.query<{ id: string }>(
+          'SELECT event_id AS id FROM frame_events WHERE event_id = ANY($1) UNION ALL SELECT event_id FROM camera_events WHERE event_id = ANY($1)',
+          [keys],
+        );
+        return new Set(rows.map((r) => r.id));
+      },
+      pending: async () => ((await t.redis.xpending(t.keys.events, GROUPS.store)) as [number])[0],
+      alive: () => (state.state === 'running' ? [] : [state.state]),
+    };
+    const total = { n: 0 };
+    const stored: string[] = [];
+    const run = async (cases: { m: Mutation; kind: 'frame' | 'camera'; t: number }[]) => {
+      const built = cases.map(({ m, kind, t: type }) => build(m, eventFields(kind, type), 'event_id'));
+      await feed(s, t.keys.events, built, total);
+      stored.push(...built.filter((b) => !b.expect).map((b) => b.key!));
+    };
+    await run([
+      ...BIG.map((m) => ({ m, kind: 'frame' as const, t: 0 })),
+      ...FOUND_EVENTS,
+      { m: { label: 'as is', apply: (q: Pairs) => q }, kind: 'frame', t: 0 },
+    ]);
+    await fc.assert(fc.asyncProperty(fc.array(eventCase, { minLength: 1, maxLength: 15 }), run), {
+      numRuns: fuzzRuns(17),
+      endOnFailure: true,
+    });
+    expect(await t.redis.hget(t.keys.counters, `dead_letter:${t.keys.events}`)).toBe(String(total.n));
+    const { rows } = await pool.query<{ n: number }>(
+      'SELECT (SELECT count(*) FROM frame_events)::int + (SELECT count(*) FROM camera_events)::int AS n',
+    );
+    expect(rows[0].n).toBe(new Set(stored).size);
+  });
 });
