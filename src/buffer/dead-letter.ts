@@ -1,5 +1,6 @@
 import type { ChainableCommander } from 'ioredis';
-import { ID_RE, toFieldMap, ULID_FIELD_RE, type FieldList } from '../bus/fields.js';
+import { ID_RE, toFieldMap, type FieldList } from '../bus/fields.js';
+import { isFrameId } from '../domain/frame-id.js';
 import type { Append } from '../bus/handoff.js';
 import type { RedisKeys } from '../bus/keys.js';
 import { addEvent } from '../bus/publish.js';
@@ -62,7 +63,7 @@ export function droppedOnDeadLetter(
   for (const b of bad) {
     const frameId = fieldOf(b.fields, 'frame_id');
     const cameraId = fieldOf(b.fields, 'camera_id');
-    if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
+    if (!frameId || !cameraId || !isFrameId(frameId) || !ID_RE.test(cameraId)) continue;
     const event = makeEvent({ type: 'frame.dropped', frameId, cameraId, source: 'buffer', reason: `dead-lettered: ${b.reason}` });
     addEvent(tx, opts.keys, event, opts.streamMaxLen);
     opts.metrics.framesDropped.inc({ reason: 'dead_letter' });

@@ -1,18 +1,7 @@
 import { EVENT_TYPES, type EventType, type LifecycleEvent } from '../domain/events.js';
 import { isCameraEventType, type CameraEvent } from '../domain/camera-events.js';
 import { MalformedMessageError } from '../domain/errors.js';
-import { frameIdTime } from '../domain/frame-id.js';
-import {
-  decodeFieldMap,
-  FieldReader,
-  ID_RE,
-  MAX_TIME_MS,
-  MESSAGE_VERSION,
-  toFieldList,
-  toFieldMap,
-  ULID_FIELD_RE,
-  type FieldList,
-} from './fields.js';
+import { decodeFieldMap, FieldReader, ID_RE, MESSAGE_VERSION, toFieldList, toFieldMap, type FieldList } from './fields.js';
 
 const MAX_TEXT = 2000;
 
@@ -59,10 +48,9 @@ export function decodeEvent(fields: FieldList): LifecycleEvent {
   const traceparent = r.traceparent();
   const processorId = r.optional('processor_id');
   const capability = r.optional('capability');
-  const frameId = r.string('frame_id', ULID_FIELD_RE);
-  if (frameIdTime(frameId) > MAX_TIME_MS) throw new MalformedMessageError('field frame_id carries a time after the year 9999', 'frame_id');
+  const frameId = r.id('frame_id');
   return {
-    eventId: r.string('event_id', ULID_FIELD_RE),
+    eventId: r.id('event_id'),
     type: type as EventType,
     frameId,
     cameraId: r.string('camera_id', ID_RE),
@@ -99,7 +87,7 @@ function decodeCameraEvent(fields: FieldList): CameraEvent {
   const type = r.string('type');
   if (!isCameraEventType(type)) throw new MalformedMessageError(`unknown camera event type ${JSON.stringify(type.slice(0, 64))}`, 'type');
   return {
-    eventId: r.string('event_id', ULID_FIELD_RE),
+    eventId: r.id('event_id'),
     type,
     cameraId: r.string('camera_id', ID_RE),
     at: r.int('at', 0, 281_474_976_710_655),

@@ -1,4 +1,7 @@
 import { MalformedMessageError } from '../domain/errors.js';
+import { idProblem, MAX_TIME_MS, ULID_RE } from '../domain/frame-id.js';
+
+export { MAX_TIME_MS };
 
 /** A stream entry's fields as Redis returns them: [name, value, name, value, ...]. */
 export type FieldList = string[];
@@ -11,11 +14,6 @@ const MAX_FIELDS = 64;
 const MAX_NAME_LENGTH = 64;
 /** JSON fields nest this deep at most (JSON.stringify and PostgreSQL's jsonb overflow their stacks at a few thousand). */
 const MAX_JSON_DEPTH = 32;
-/**
- * The latest time a frame id may carry: 9999-12-31T23:59:59.999Z. Later ULID times (up to
- * year 10889) are beyond Date#toISOString's plain years and PostgreSQL's date input.
- */
-export const MAX_TIME_MS = 253_402_300_799_999;
 
 export function toFieldMap(fields: FieldList): Map<string, string> {
   if (!Array.isArray(fields) || fields.length % 2 !== 0) throw new MalformedMessageError('entry fields are not name/value pairs');
@@ -94,6 +92,13 @@ export class FieldReader {
     return v;
   }
 
+  /** A frame id or event id, by the one rule of src/domain/frame-id.ts. */
+  id(name: string): string {
+    const v = this.string(name, ULID_FIELD_RE);
+    if (idProblem(v)) throw new MalformedMessageError(`field ${name} carries a time after the year 9999`, name);
+    return v;
+  }
+
   int(name: string, min: number, max: number): number {
     const raw = this.string(name);
     const n = Number(raw);
@@ -134,5 +139,5 @@ export class FieldReader {
 }
 
 export const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-/** A ULID; it starts with 0-7, as larger ones overflow its 48-bit time. */
-export const ULID_FIELD_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+/** The shape of a ULID only; FieldReader#id and isFrameId also check its time. */
+export const ULID_FIELD_RE = ULID_RE;

@@ -1,4 +1,4 @@
-import { monotonicFactory, decodeTime, isValid } from 'ulid';
+import { monotonicFactory, decodeTime } from 'ulid';
 import { InvalidInputError } from './errors.js';
 
 /**
@@ -8,8 +8,19 @@ import { InvalidInputError } from './errors.js';
  */
 export type FrameId = string;
 
-// 26 base32 characters carry 130 bits: a ULID (128) starts with 0-7, else the time overflows.
-const ULID_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+/**
+ * The one rule for every id (frame ids and event ids, in every message and on the command
+ * line): a ULID whose time is at most MAX_TIME_MS. 26 base32 characters carry 130 bits: a
+ * ULID (128) starts with 0-7, else its time overflows 48 bits.
+ */
+export const ULID_RE = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+
+/**
+ * The latest time an id may carry: 9999-12-31T23:59:59.999Z. Later ULID times (up to
+ * year 10889) are beyond Date#toISOString's plain years and PostgreSQL's date input.
+ */
+export const MAX_TIME_MS = 253_402_300_799_999;
+
 const nextUlid = monotonicFactory();
 
 export function newFrameId(nowMs: number = Date.now()): FrameId {
@@ -19,8 +30,15 @@ export function newFrameId(nowMs: number = Date.now()): FrameId {
 /** Event ids are ULIDs too: sortable, unique, cheap. */
 export const newEventId = newFrameId;
 
+/** Why `value` is not an id under the rule above, or undefined when it is one. */
+export function idProblem(value: string): 'not a ULID' | 'after the year 9999' | undefined {
+  if (!ULID_RE.test(value)) return 'not a ULID';
+  return decodeTime(value) > MAX_TIME_MS ? 'after the year 9999' : undefined;
+}
+
+/** A frame id or event id (see ULID_RE). */
 export function isFrameId(value: string): boolean {
-  return ULID_RE.test(value) && isValid(value);
+  return idProblem(value) === undefined;
 }
 
 /** The capture time (ms since epoch) that the id carries. */
@@ -30,7 +48,9 @@ export function frameIdTime(id: FrameId): number {
 
 export function parseFrameId(value: string, what = 'frame id'): FrameId {
   const id = value.trim().toUpperCase();
-  if (!isFrameId(id)) {
+  const problem = idProblem(id);
+  if (problem === 'after the year 9999') throw new InvalidInputError(`${what} "${value}" carries a time after the year 9999`);
+  if (problem) {
     throw new InvalidInputError(`${what} "${value}" is not a ULID (26 characters of Crockford base32, e.g. 01JD8X3Q5R7ZC1V2W3X4Y5Z6A7)`);
   }
   return id;

@@ -1,5 +1,6 @@
 import type { ChainableCommander } from 'ioredis';
-import { ID_RE, toFieldMap, ULID_FIELD_RE } from '../bus/fields.js';
+import { ID_RE, toFieldMap } from '../bus/fields.js';
+import { isFrameId } from '../domain/frame-id.js';
 import type { RedisKeys } from '../bus/keys.js';
 import { addEvent } from '../bus/publish.js';
 import type { DeadLetterEntry } from '../bus/stream-consumer.js';
@@ -31,7 +32,7 @@ export function addDeadLetterFailures(tx: ChainableCommander, bad: DeadLetterEnt
     }
     const frameId = map.get('frame_id');
     const cameraId = map.get('camera_id');
-    if (!frameId || !cameraId || !ULID_FIELD_RE.test(frameId) || !ID_RE.test(cameraId)) continue;
+    if (!frameId || !cameraId || !isFrameId(frameId) || !ID_RE.test(cameraId)) continue;
     const capability = map.get('capability');
     const error = b.reason.startsWith('malformed')
       ? `dead-lettered: ${b.reason}`

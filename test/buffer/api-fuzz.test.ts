@@ -6,6 +6,7 @@ import type { BufferService } from '../../src/buffer/buffer-service.js';
 import { ID_RE } from '../../src/bus/fields.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { startHttpServer, type RunningHttpServer } from '../../src/telemetry/http-server.js';
+import { fuzzRuns } from '../helpers/fuzz.js';
 import { testRedis } from '../helpers/redis.js';
 import { harness, type Harness } from './harness.js';
 
@@ -18,7 +19,7 @@ import { harness, type Harness } from './harness.js';
  */
 
 const TOKEN = 'fuzz-token-0123456789abcdef';
-const RUNS = Number(process.env.FUZZ_RUNS ?? 250);
+const RUNS = fuzzRuns(250);
 const HB_ID = 'fz-hb';
 
 interface RawResponse {

@@ -1,10 +1,12 @@
 import fc from 'fast-check';
+import { encodeTime } from 'ulid';
 import { describe, expect, it } from 'vitest';
-import { decodeBusEvent, decodeEvent, encodeEvent } from '../../src/bus/event-codec.js';
+import { decodeBusEvent, decodeEvent, encodeCameraEvent, encodeEvent } from '../../src/bus/event-codec.js';
 import { decodeFrame, decodeReadyFrame, encodeFrame } from '../../src/bus/frame-codec.js';
-import { MalformedMessageError } from '../../src/domain/errors.js';
+import { InvalidInputError, MalformedMessageError } from '../../src/domain/errors.js';
 import { EVENT_TYPES, makeEvent } from '../../src/domain/events.js';
-import { frameIdTime, newFrameId } from '../../src/domain/frame-id.js';
+import { frameIdTime, isFrameId, MAX_TIME_MS, newEventId, newFrameId, parseFrameId, ULID_RE } from '../../src/domain/frame-id.js';
+import { decodeStoredEvent } from '../../src/store/store-service.js';
 import type { FrameMessage } from '../../src/domain/frame.js';
 
 const name = fc.stringMatching(/^[A-Za-z0-9_.-]{1,64}$/);
@@ -147,6 +149,81 @@ describe('what every decoder rejects (consumer-fuzz found these)', () => {
     expect(fieldOf(() => decodeReadyFrame(toList(g)))).toBe('processor_id');
     expect(fieldOf(() => decodeReadyFrame(toList({ ...g, processor_id: 'p' })))).toBe('capability');
     expect(decodeReadyFrame(toList({ ...g, processor_id: 'p', capability: 'c' })).capability).toBe('c');
+  });
+});
+
+describe('one time rule for every id field of every message (issue #11)', () => {
+  const idAt = (t: number) => encodeTime(t, 10) + '0'.repeat(16);
+  const LAST = idAt(MAX_TIME_MS);
+  const TOO_LATE = [idAt(MAX_TIME_MS + 1), '7ZZZZZZZZZ0000000000000000', idAt(2 ** 48 - 1)];
+  const set = (list: string[], k: string, v: string) => list.map((x, i) => (i % 2 === 1 && list[i - 1] === k ? v : x));
+  const frame = encodeFrame(fc.sample(frameArb, 1)[0]);
+  const event = encodeEvent(makeEvent({ type: 'frame.captured', frameId: newFrameId(), cameraId: 'c1', source: 'capture' }));
+  const camera = encodeCameraEvent({ eventId: newEventId(), type: 'camera.online', cameraId: 'c1', at: Date.now(), source: 'capture' });
+  const decoders: [string, string[], string, (fields: string[]) => unknown][] = [
+    ['frame message', frame, 'frame_id', decodeFrame],
+    ['lifecycle event', event, 'frame_id', decodeBusEvent],
+    ['lifecycle event', event, 'event_id', decodeBusEvent],
+    ['camera event', camera, 'event_id', decodeBusEvent],
+    ['stored lifecycle event', event, 'frame_id', decodeStoredEvent],
+    ['stored lifecycle event', event, 'event_id', decodeStoredEvent],
+    ['stored camera event', camera, 'event_id', decodeStoredEvent],
+  ];
+
+  /** `base` with `field` set to `id` (and a frame's captured_at to the id's time, as it must match). */
+  const withId = (base: string[], field: string, id: string) => {
+    const f = set(base, field, id);
+    return base === frame && ULID_RE.test(id) ? set(f, 'captured_at', String(Math.min(frameIdTime(id), MAX_TIME_MS))) : f;
+  };
+  const failure = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
+
+  it.each(decoders)('%s: %s takes times up to the year 9999 and rejects later ones naming the field', (_, base, field, decode) => {
+    expect(() => decode(withId(base, field, LAST))).not.toThrow();
+    for (const id of TOO_LATE) {
+      const err = failure(() => decode(withId(base, field, id)));
+      expect(err, `${field}=${id}`).toBeInstanceOf(MalformedMessageError);
+      expect((err as MalformedMessageError).field, `${field}=${id}`).toBe(field);
+    }
+  });
+
+  const crockford = (n: number) => fc.string({ unit: fc.constantFrom(...'0123456789ABCDEFGHJKMNPQRSTVWXYZ'), minLength: n, maxLength: n });
+  const anyId = fc.oneof(
+    fc.tuple(fc.integer({ min: 0, max: 2 ** 48 - 1 }), crockford(16)).map(([t, r]) => encodeTime(t, 10) + r),
+    fc.tuple(fc.integer({ min: MAX_TIME_MS - 1000, max: MAX_TIME_MS + 1000 }), crockford(16)).map(([t, r]) => encodeTime(t, 10) + r),
+    crockford(26),
+    fc.string({ maxLength: 30 }),
+  );
+
+  it.each(decoders)('%s: %s is taken exactly when isFrameId says it is an id, else rejected naming the field', (_, base, field, decode) => {
+    fc.assert(
+      fc.property(anyId, (id) => {
+        const err = failure(() => decode(withId(base, field, id)));
+        if (isFrameId(id)) expect(err, id).toBeUndefined();
+        else {
+          expect(err, id).toBeInstanceOf(MalformedMessageError);
+          expect((err as MalformedMessageError).field, id).toBe(field);
+        }
+      }),
+    );
+  });
+
+  it('the counterexample of issue #11: a camera event with event_id 7ZZZZZZZZZ0000000000000000 is not stored', () => {
+    expect(() => decodeStoredEvent(set(camera, 'event_id', '7ZZZZZZZZZ0000000000000000'))).toThrow(
+      /field event_id carries a time after the year 9999/,
+    );
+  });
+
+  it('frame ids given on the command line follow the same rule', () => {
+    expect(parseFrameId(LAST.toLowerCase())).toBe(LAST);
+    for (const id of TOO_LATE) expect(() => parseFrameId(id)).toThrow(InvalidInputError);
+    expect(() => parseFrameId(TOO_LATE[0])).toThrow(/after the year 9999/);
   });
 });
 

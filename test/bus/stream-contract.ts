@@ -278,14 +278,15 @@ export function streamContract(name: string, start: () => Promise<StreamBackend>
         const waited = Date.now() - started;
         expect(none).toBeNull();
         expect(waited).toBeGreaterThanOrEqual(250);
-        expect(waited).toBeLessThan(2000);
+        // (Upper bounds only tell a timeout or a wake-up from blocking on: far off, for loaded machines.)
+        expect(waited).toBeLessThan(10_000);
 
         started = Date.now();
-        const read = t.blocking.xreadgroup('GROUP', 'g', 'c', 'COUNT', 10, 'BLOCK', 5000, 'STREAMS', t.keys.captured, '>');
+        const read = t.blocking.xreadgroup('GROUP', 'g', 'c', 'COUNT', 10, 'BLOCK', 30_000, 'STREAMS', t.keys.captured, '>');
         await new Promise((r) => setTimeout(r, 100));
         const id = await t.redis.xadd(t.keys.captured, '*', 'k', 'v');
         const res = (await read) as [string, [string, string[]][]][];
-        expect(Date.now() - started).toBeLessThan(2000);
+        expect(Date.now() - started).toBeLessThan(15_000);
         expect(res).toEqual([[t.keys.captured, [[id, ['k', 'v']]]]]);
         expect(await pendingCount()).toBe(1);
       });

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBusEvent, isCameraEvent } from '../../src/bus/event-codec.js';
 import type { LifecycleEvent } from '../../src/domain/events.js';
-import { runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
+import { listeningPort, runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { REDIS_URL, testRedis, waitFor, type TestRedis } from '../helpers/redis.js';
-import { freePort, startRtspServer, type RtspServer } from '../helpers/rtsp-server.js';
+import { startRtspServer, type RtspServer } from '../helpers/rtsp-server.js';
 
 /**
  * `detektr capture` as a user runs it (bin/detektr runs dist/: `npm run build` first),
@@ -40,29 +40,17 @@ describe('detektr capture (CLI)', () => {
   it('never shows a camera password: not in stdout/stderr, metrics, /readyz, /cameras, spans or events; stops cleanly on SIGTERM', async () => {
     const otlp = await startOtlpReceiver();
     try {
-      const port = await freePort();
       const good = `rtsp://admin:${PASSWORD}@127.0.0.1:${cam.port}/cam`;
       const bad = `rtsp://admin:${WRONG}@127.0.0.1:${cam.port}/cam`;
-      const p = spawnDetektr(
-        [
-          'capture',
-          '--camera',
-          `front=${good}`,
-          '--camera',
-          `yard=${bad}`,
-          '--fps',
-          '5',
-          '--metrics-port',
-          String(port),
-          '--log-level',
-          'debug',
-        ],
-        { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '200' },
-      );
+      const p = spawnDetektr(['capture', '--camera', `front=${good}`, '--camera', `yard=${bad}`, '--fps', '5', '--log-level', 'debug'], {
+        ...env,
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+        OTEL_BSP_SCHEDULE_DELAY: '200',
+      });
       procs.push(p);
       const frames = async () => (await t.redis.xrange(t.keys.captured, '-', '+')).length;
       await waitFor('frames from front', async () => (await frames()) >= 5, 20_000);
-      const base = `http://127.0.0.1:${port}`;
+      const base = `http://127.0.0.1:${await listeningPort(p, 'capture')}`;
       await waitFor(
         'yard reported offline',
         async () => /yard/.test(await (await fetch(`${base}/readyz`)).text()) && /401/.test(await (await fetch(`${base}/cameras`)).text()),

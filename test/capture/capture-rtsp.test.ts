@@ -71,7 +71,7 @@ describe('capture from RTSP cameras', () => {
       expect(pts.slice(1).map((p, i) => p - pts[i])).toEqual(Array(9).fill(200));
       const span = frames[9].capturedAt - frames[0].capturedAt;
       expect(span).toBeGreaterThan(1000);
-      expect(span).toBeLessThan(4000);
+      expect(span).toBeLessThan(15_000);
 
       expect(events.map((e) => e.type)).toEqual(Array(10).fill('frame.captured'));
       expect(events.map((e) => e.frameId)).toEqual(frames.map((f) => f.frameId));

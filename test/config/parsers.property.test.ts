@@ -7,7 +7,8 @@ import { redactUrl } from '../../src/config/redact.js';
 import { redactSecrets, redactValue } from '../../src/config/redact-text.js';
 import { CONFIG_KEYS } from '../../src/config/schema.js';
 import { InvalidInputError } from '../../src/domain/errors.js';
-import { frameIdTime, parseFrameId } from '../../src/domain/frame-id.js';
+import { frameIdTime, MAX_TIME_MS, parseFrameId } from '../../src/domain/frame-id.js';
+import { fuzzRuns } from '../helpers/fuzz.js';
 
 /** Only InvalidInputError may escape a parser: anything else would be a crash with exit 1 instead of exit 2. */
 function onlyInvalidInput(fn: () => unknown): void {
@@ -52,17 +53,22 @@ describe('parsers: property-based', () => {
             expect((err as Error).message.startsWith(`--${key}: `)).toBe(true);
           }
         }),
-        { numRuns: 60 },
+        { numRuns: fuzzRuns(60) },
       );
     }
   });
 
-  it('frame ids: ULIDs of any time round-trip (case-insensitive), their time is the capture time; other strings are InvalidInputError', () => {
+  it('frame ids: ULIDs of any time up to the year 9999 round-trip (case-insensitive), their time is the capture time; other strings are InvalidInputError', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 2 ** 48 - 1 }), (ms) => {
+      fc.property(fc.integer({ min: 1, max: MAX_TIME_MS }), (ms) => {
         const id = ulid(ms); // (newFrameId is monotonic: it never goes back in time)
         expect(parseFrameId(id.toLowerCase())).toBe(id);
         expect(frameIdTime(id)).toBe(ms);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: MAX_TIME_MS + 1, max: 2 ** 48 - 1 }), (ms) => {
+        expect(() => parseFrameId(ulid(ms))).toThrow(/after the year 9999/);
       }),
     );
     fc.assert(fc.property(anyInput, (raw) => onlyInvalidInput(() => parseFrameId(raw))));
@@ -83,7 +89,7 @@ describe('parsers: property-based', () => {
           onlyInvalidInput(() => parseCameraSpec(raw));
         },
       ),
-      { numRuns: 500 },
+      { numRuns: fuzzRuns(500) },
     );
   });
 
@@ -105,7 +111,7 @@ describe('parsers: property-based', () => {
           expect(redactSecrets(`error at ${encoded}`)).not.toContain(encodeURIComponent(pass));
         },
       ),
-      { numRuns: 300 },
+      { numRuns: fuzzRuns(300) },
     );
   });
 });

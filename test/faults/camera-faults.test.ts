@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRtspServer, type RtspServer } from '../helpers/rtsp-server.js';
+import { listeningPort } from '../helpers/cli.js';
+import { startRtspServer, type RtspServer } from '../helpers/rtsp-server.js';
 import { waitFor } from '../helpers/redis.js';
 import { FaultPipeline, report, sleep } from './fault-pipeline.js';
 
@@ -17,10 +18,9 @@ describe('camera faults while the pipeline runs', () => {
   let metricsPort: number;
   let p: FaultPipeline;
   beforeAll(async () => {
-    [door, gate, metricsPort] = await Promise.all([
+    [door, gate] = await Promise.all([
       startRtspServer({ size: '320x240', fps: 25, speed: 2 }),
       startRtspServer({ size: '320x240', fps: 25, speed: 2 }),
-      freePort(),
     ]);
     p = new FaultPipeline({
       label: 'camfault',
@@ -39,8 +39,9 @@ describe('camera faults while the pipeline runs', () => {
         '3s',
         '--reconnect-max',
         '1s',
-        '--metrics-port',
-        String(metricsPort),
+        // Its metrics port (the kernel's pick) is in the `listening` line, logged at info.
+        '--log-level',
+        'info',
       ],
     });
   });
@@ -73,7 +74,7 @@ describe('camera faults while the pipeline runs', () => {
   it('a killed and a stalled camera recover by themselves; the others keep their rate; every frame is accounted for', async () => {
     await p.migrate();
     await p.startAll();
-    p.start('capture');
+    metricsPort = await listeningPort(p.start('capture'), 'capture');
     await waitFor(
       'all three cameras publishing',
       async () => {

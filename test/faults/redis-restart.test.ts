@@ -95,7 +95,10 @@ describe('Redis restart under load', () => {
     expect(acc.withoutReason).toBe(0);
     // Lost: at most what was in flight in Redis around the outage (3 s down + ~1 s in flight).
     expect(r.unaccounted + r.sendErrors).toBeLessThan(5 * 120);
-    expect(r.completed).toBeGreaterThan(r.sent - 5 * 120);
+    // The rest completed, or (a loaded machine falling behind 120 fps) was shed by the
+    // buffer's backpressure: dropped with its reason, the documented answer to overload.
+    for (const reason of Object.keys(r.droppedByReason)) expect(reason).toMatch(/^backpressure: shed /);
+    expect(r.completed + r.dropped).toBeGreaterThan(r.sent - 5 * 120);
     expect(recoveryS).toBeLessThan(15);
     // The processor re-registered itself in the new, empty Redis.
     expect(await p.redis.zcard(p.keys.processors)).toBe(1);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from './redis.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/detektr', import.meta.url));
 
@@ -12,9 +13,16 @@ export interface Spawned {
   stop(graceMs?: number): Promise<number | null>;
 }
 
-/** Starts `detektr <args>` as a separate process, as a user would. */
+/**
+ * Starts `detektr <args>` as a separate process, as a user would. Its HTTP server takes a
+ * port the kernel picks (DETEKTR_METRICS_PORT=0) unless `env` or `args` say otherwise: the
+ * default ports (9100-9104) collide when two runs share a host. listeningPort() tells it.
+ */
 export function spawnDetektr(args: string[], env: NodeJS.ProcessEnv): Spawned {
-  const proc = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, DETEKTR_METRICS_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -34,6 +42,22 @@ export function spawnDetektr(args: string[], env: NodeJS.ProcessEnv): Spawned {
       return code;
     },
   };
+}
+
+/** The port a spawned worker's HTTP server listens on, from its `listening` log line (log level info or lower). */
+export async function listeningPort(p: Spawned, what = 'the worker', timeoutMs = 60_000): Promise<number> {
+  const line = await waitFor(
+    `${what} listening`,
+    () => {
+      if (p.proc.exitCode !== null) throw new Error(`${what} exited (${p.proc.exitCode}): ${p.stderr().slice(-2000)}`);
+      return p
+        .stderr()
+        .split('\n')
+        .find((l) => l.includes('"msg":"listening"'));
+    },
+    timeoutMs,
+  );
+  return (JSON.parse(line) as { port: number }).port;
 }
 
 /** Runs a one-shot `detektr` command to completion. */

@@ -21,9 +21,10 @@ export interface PrivateRedis {
 }
 
 export async function startPrivateRedis(o: { password?: string; maxmemory?: string } = {}): Promise<PrivateRedis> {
-  const port = await freePort();
+  let port = await freePort();
   const auth = o.password ? `:${encodeURIComponent(o.password)}@` : '';
-  const url = `redis://${auth}127.0.0.1:${port}`;
+  const urlOf = (p: number) => `redis://${auth}127.0.0.1:${p}`;
+  let url = urlOf(port);
   let proc: ChildProcess | undefined;
 
   async function start(): Promise<void> {
@@ -43,14 +44,20 @@ export async function startPrivateRedis(o: { password?: string; maxmemory?: stri
     ];
     if (o.password) args.push('--requirepass', o.password);
     if (o.maxmemory) args.push('--maxmemory', o.maxmemory);
-    proc = spawn('redis-server', args, { stdio: 'ignore' });
-    const end = Date.now() + 10_000;
+    const server = spawn('redis-server', args, { stdio: 'ignore' });
+    proc = server;
+    const end = Date.now() + 30_000;
     for (;;) {
+      // The port may have been taken since freePort() by another process (another Redis,
+      // even): only this server's own answer counts.
+      if (server.exitCode !== null || server.signalCode !== null)
+        throw new Error(`private redis-server on port ${port} exited (${server.exitCode ?? server.signalCode}): port taken?`);
+      if (Date.now() > end) throw new Error(`private redis-server on port ${port} did not answer in 30 s`);
       const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on('error', () => undefined); // connect() rejects with it
       try {
         await probe.connect();
-        if ((await probe.ping()) === 'PONG') return;
+        if (new RegExp(`^process_id:${server.pid}\\s*$`, 'm').test(await probe.info('server'))) return;
       } catch (err) {
         if (Date.now() > end) throw new Error(`private redis-server on port ${port} did not start: ${(err as Error).message}`);
       } finally {
@@ -68,7 +75,17 @@ export async function startPrivateRedis(o: { password?: string; maxmemory?: stri
     await exited;
   }
 
-  await start();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (err) {
+      await kill();
+      if (attempt >= 3) throw err;
+      port = await freePort();
+      url = urlOf(port);
+    }
+  }
   return {
     url,
     port,

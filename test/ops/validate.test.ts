@@ -98,9 +98,12 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     expect(byName(r.checks, `group ${t.keys.ready('sample')} processor`)?.status).toBe('ok');
   });
 
-  it('is fast without --e2e', async () => {
+  it('sends no probe frame without --e2e (so it waits for none)', async () => {
+    const captured = await t.redis.xlen(t.keys.captured);
     const r = await validate({ ...opts, e2e: undefined });
-    expect(r.durationMs).toBeLessThan(2000);
+    expect(r.status).toBe('ok');
+    expect(byName(r.checks, 'e2e probe')).toBeUndefined();
+    expect(await t.redis.xlen(t.keys.captured)).toBe(captured);
   });
 
   it('warns about a camera whose newest frame is too old', async () => {
@@ -110,8 +113,10 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
   });
 
   it('warns when the dead-letter stream grew since the last run', async () => {
+    const deadLettered = async () => Number((await t.redis.hget(t.keys.counters, `dead_letter:${t.keys.captured}`)) ?? 0);
+    const before = await deadLettered();
     await t.redis.xadd(t.keys.captured, '*', 'v', '1', 'garbage', 'yes');
-    await new Promise((r) => setTimeout(r, 500));
+    await waitFor('the buffer dead-lettered the garbage', async () => (await deadLettered()) > before);
     const r = await validate({ ...opts, e2e: undefined });
     expect(byName(r.checks, 'dead-letter')).toMatchObject({
       status: 'warn',

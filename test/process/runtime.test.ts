@@ -119,10 +119,9 @@ describe('processor runtime (real Redis)', () => {
     h.runtime(p, { concurrency: 3 });
     h.buffer();
     const sent = await Promise.all(Array.from({ length: 9 }, (_, i) => h.publish({ cameraId: `c${i}`, capabilities: ['x'] })));
-    const started = Date.now();
     await waitFor('9 results', async () => (await h.t.redis.xlen(h.t.keys.results)) === 9);
+    // Three at once, never more (no wall-clock gate: a loaded machine may take any time).
     expect(peak).toBe(3);
-    expect(Date.now() - started).toBeLessThan(9 * 150);
     const results = (await h.t.redis.xrange(h.t.keys.results, '-', '+')).map(([, f]) => Object.fromEntries(toFieldMap(f)));
     for (const f of sent) {
       const r = results.find((x) => x.frame_id === f.frameId)!;

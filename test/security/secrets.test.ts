@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
+import { listeningPort, runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
 import { dropSchema, TEST_DATABASE_URL, uniqueSchema } from '../helpers/pg.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/private-redis.js';
 import { uniquePrefix, waitFor } from '../helpers/redis.js';
@@ -194,8 +194,8 @@ describe('secrets never leak (issue #7)', () => {
     // resource would report) and the rest from the config file; store reads only the file;
     // buffer has its Redis URL as a flag; process reads the environment.
     const envUrls = { ...base, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl };
-    const [pCapture, pBuffer, pProcess, pStore] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const workers: Record<string, { p: Spawned; port: number; extra: string[] }> = {
+    // Every HTTP server on a port the kernel picks (DETEKTR_METRICS_PORT=0), read from its log.
+    const workers: Record<string, { p: Spawned; port?: number; extra: string[] }> = {
       capture: {
         p: spawnDetektr(
           [
@@ -210,25 +210,20 @@ describe('secrets never leak (issue #7)', () => {
             '10',
             '--timeout',
             '2s',
-            '--metrics-port',
-            String(pCapture),
           ],
           base,
         ),
-        port: pCapture,
         extra: ['/cameras'],
       },
       buffer: {
-        p: spawnDetektr(['buffer', '--redis-url', redisUrl, '--database-url', databaseUrl, '--metrics-port', String(pBuffer)], base),
-        port: pBuffer,
+        p: spawnDetektr(['buffer', '--redis-url', redisUrl, '--database-url', databaseUrl], base),
         extra: ['/status', '/processors'],
       },
       process: {
-        p: spawnDetektr(['process', '--processor', 'sample', '--metrics-port', String(pProcess)], envUrls),
-        port: pProcess,
+        p: spawnDetektr(['process', '--processor', 'sample'], envUrls),
         extra: [],
       },
-      store: { p: spawnDetektr(['store', '--config', configFile, '--metrics-port', String(pStore)], base), port: pStore, extra: [] },
+      store: { p: spawnDetektr(['store', '--config', configFile], base), extra: [] },
     };
     spawned.push(...Object.values(workers).map((w) => w.p));
 
@@ -244,6 +239,7 @@ describe('secrets never leak (issue #7)', () => {
     const yardEvents = async () =>
       (await pool.query(`SELECT count(*)::int AS n FROM "${schema}".camera_events WHERE camera_id = 'yard'`)).rows[0].n as number;
     await waitFor('the camera with the wrong password stored as offline', async () => (await yardEvents()) >= 1, 10_000, 200);
+    for (const [name, w] of Object.entries(workers)) w.port = await listeningPort(w.p, name);
 
     for (const [name, w] of Object.entries(workers)) {
       for (const path of ['/metrics', '/readyz', '/healthz', ...w.extra]) {
@@ -391,9 +387,8 @@ describe('secrets never leak (issue #7)', () => {
     const deadPort = await freePort();
     const deadDb = `postgres://postgres:${enc(PG_PW)}@127.0.0.1:${deadPort}/detektr`;
     const wrongRedis = `redis://:${enc(REDIS_WRONG)}@127.0.0.1:${redis.port}`;
-    const [metricsPort, capturePort] = await Promise.all([freePort(), freePort()]);
     // Workers that keep retrying (a wrong Redis password, a camera that refuses): look at them, then stop them.
-    const badAuth = spawnDetektr(['buffer', '--metrics-port', String(metricsPort)], { ...base, REDIS_URL: wrongRedis });
+    const badAuth = spawnDetektr(['buffer'], { ...base, REDIS_URL: wrongRedis });
     const refused = spawnDetektr(
       [
         'capture',
@@ -403,12 +398,11 @@ describe('secrets never leak (issue #7)', () => {
         '2s',
         '--reconnect-max',
         '2s',
-        '--metrics-port',
-        String(capturePort),
       ],
       { ...base, REDIS_URL: redisUrl },
     );
     spawned.push(badAuth, refused);
+    const [metricsPort, capturePort] = [await listeningPort(badAuth, 'buffer'), await listeningPort(refused, 'capture')];
     const runs = await Promise.all([
       runDetektr(['trace', 'find', '01JD8X3Q5R7ZC1V2W3X4Y5Z6A7'], { ...base, DATABASE_URL: deadDb }),
       runDetektr(['validate'], { ...base, REDIS_URL: redisUrl, DATABASE_URL: deadDb }),
