@@ -1,6 +1,7 @@
 import type { ChainableCommander } from 'ioredis';
 import { ID_RE, toFieldMap, type FieldList } from '../bus/fields.js';
 import { isFrameId } from '../domain/frame-id.js';
+import { deadLetterFields, type DeadLetter } from '../bus/dead-letter-entry.js';
 import type { Append } from '../bus/handoff.js';
 import type { RedisKeys } from '../bus/keys.js';
 import { addEvent } from '../bus/publish.js';
@@ -8,38 +9,9 @@ import type { DeadLetterEntry } from '../bus/stream-consumer.js';
 import { makeEvent } from '../domain/events.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
-export interface DeadLetter {
-  /** The stream the entry leaves. */
-  stream: string;
-  id: string;
-  /** The consumer group it was pending in (lanes have none). */
-  group?: string;
-  reason: string;
-  deliveries: number;
-  fields: FieldList;
-}
-
-/** The dead-letter stream entry for a frame the buffer gives up on, in the layout every consumer writes. */
+/** The dead-letter stream entry for a frame the buffer gives up on. */
 export function deadLetterAppend(deadLetterStream: string, d: DeadLetter): Append {
-  return {
-    stream: deadLetterStream,
-    fields: [
-      'stream',
-      d.stream,
-      'entry_id',
-      d.id,
-      ...(d.group === undefined ? [] : ['group', d.group]),
-      'reason',
-      d.reason,
-      'deliveries',
-      String(d.deliveries),
-      'at',
-      String(Date.now()),
-      'fields',
-      // A value is capped at 64 KiB on the way in too: the original could not be bigger.
-      JSON.stringify(d.fields).slice(0, 65_536),
-    ],
-  };
+  return { stream: deadLetterStream, fields: deadLetterFields(d) };
 }
 
 function fieldOf(fields: FieldList, name: string): string | undefined {

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { FieldList } from '../bus/fields.js';
 import { decodeFrame } from '../bus/frame-codec.js';
 import { delAndAppend, type DelAndAppend } from '../bus/handoff.js';
-import { deadLetterCounter, type RedisKeys } from '../bus/keys.js';
+import { COUNTER_FIELDS, type RedisKeys } from '../bus/keys.js';
 import { MalformedMessageError } from '../domain/errors.js';
 import type { FrameMessage } from '../domain/frame.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -78,7 +78,7 @@ export class LaneReader {
           bad.push({
             source: stream,
             id,
-            counter: deadLetterCounter(stream),
+            counter: COUNTER_FIELDS.deadLetter(stream),
             targets: [deadLetterAppend(keys.deadLetter, { stream, id, reason, deliveries: 1, fields })],
           });
         }

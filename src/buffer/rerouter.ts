@@ -3,7 +3,7 @@ import { encodeEvent } from '../bus/event-codec.js';
 import type { FieldList } from '../bus/fields.js';
 import { decodeReadyFrame, encodeFrame } from '../bus/frame-codec.js';
 import { ackAndAppend, type AckAndAppend } from '../bus/handoff.js';
-import { deadLetterCounter, GROUPS, readyProcessorOf } from '../bus/keys.js';
+import { COUNTER_FIELDS, GROUPS, readyProcessorOf } from '../bus/keys.js';
 import { MalformedMessageError } from '../domain/errors.js';
 import { makeEvent } from '../domain/events.js';
 import type { FrameMessage } from '../domain/frame.js';
@@ -177,7 +177,7 @@ export class Rerouter {
         fields: h.fields,
       });
       return {
-        call: { ...base, counter: deadLetterCounter(stream), targets: [dead] },
+        call: { ...base, counter: COUNTER_FIELDS.deadLetter(stream), targets: [dead] },
         note: () => metrics.entriesDeadLettered.inc({ stream, reason: 'malformed' }),
       };
     }
@@ -203,7 +203,11 @@ export class Rerouter {
         error,
       });
       return {
-        call: { ...base, counter: deadLetterCounter(stream), targets: [dead, { stream: keys.events, fields: encodeEvent(failed) }] },
+        call: {
+          ...base,
+          counter: COUNTER_FIELDS.deadLetter(stream),
+          targets: [dead, { stream: keys.events, fields: encodeEvent(failed) }],
+        },
         note: () => {
           metrics.entriesDeadLettered.inc({ stream, reason: 'max_deliveries' });
           logger.warn('entry dead-lettered', { stream, entry_id: h.id, frame_id: frame.frameId, reason: error });

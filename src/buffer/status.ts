@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { deadLetterCounted, type RedisKeys } from '../bus/keys.js';
+import { COUNTER_FIELDS, type RedisKeys } from '../bus/keys.js';
 import type { BreakerBoard, BreakerSnapshot } from './breaker.js';
 import { LANES, type Lane } from './lanes.js';
 import type { Pressure, ShedPolicy } from './pressure.js';
@@ -52,7 +52,7 @@ export class StatusReporter {
     for (const p of queues.registry.processors) for (const c of p.capabilities) (capabilities[c] ??= []).push(p.id);
     const deadLetter: Record<string, number> = {};
     for (const [field, v] of Object.entries(counters)) {
-      const stream = deadLetterCounted(field);
+      const stream = COUNTER_FIELDS.deadLetterStreamOf(field);
       if (stream !== undefined) deadLetter[stream] = Number(v);
     }
     return {

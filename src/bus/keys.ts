@@ -44,6 +44,9 @@ export const COUNTER_FIELDS = {
   deadLetterPrefix: DEAD_LETTER_FIELD,
   trimmedPrefix: TRIMMED_FIELD,
   deadLetter: (stream: string) => `${DEAD_LETTER_FIELD}${stream}`,
+  /** The stream a `dead_letter:` field counts; undefined for another counter. */
+  deadLetterStreamOf: (field: string): string | undefined =>
+    field.startsWith(DEAD_LETTER_FIELD) ? field.slice(DEAD_LETTER_FIELD.length) : undefined,
   trimmed: (stream: string) => `${TRIMMED_FIELD}${stream}`,
 } as const;
 
@@ -54,24 +57,9 @@ export const GROUPS = {
   store: 'store',
 } as const;
 
-// ---------------------------------------------------------------- buffer helpers (issue #13, the BufferService split)
-// Kept apart from the rest so the buffer's additions merge cleanly with other edits above.
-
 /** The processor id whose ready stream `stream` is (`<p>frames:ready:<id>`); undefined for any other key. */
 export function readyProcessorOf(keys: RedisKeys, stream: string): string | undefined {
   // Built by keys.ready itself, so the parser cannot drift from the builder.
   const prefix = keys.ready('');
   return stream.startsWith(prefix) && stream.length > prefix.length ? stream.slice(prefix.length) : undefined;
-}
-
-const DEAD_LETTER_COUNTER = 'dead_letter:';
-
-/** The field of the counters hash that counts the entries dead-lettered from `stream`. */
-export function deadLetterCounter(stream: string): string {
-  return `${DEAD_LETTER_COUNTER}${stream}`;
-}
-
-/** The stream a counters-hash field counts dead-lettered entries of; undefined for another counter. */
-export function deadLetterCounted(field: string): string | undefined {
-  return field.startsWith(DEAD_LETTER_COUNTER) ? field.slice(DEAD_LETTER_COUNTER.length) : undefined;
 }

@@ -3,6 +3,7 @@ import type { Redis, ChainableCommander } from 'ioredis';
 import { describeError, MalformedMessageError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { deadLetterFields } from './dead-letter-entry.js';
 import type { FieldList } from './fields.js';
 import { COUNTER_FIELDS, type RedisKeys } from './keys.js';
 import { backoffDelay, sleep } from './backoff.js';
@@ -276,20 +277,7 @@ export class StreamConsumer<T> {
         '~',
         100_000,
         '*',
-        'stream',
-        stream,
-        'entry_id',
-        b.id,
-        'group',
-        group,
-        'reason',
-        b.reason,
-        'deliveries',
-        String(b.deliveries),
-        'at',
-        String(Date.now()),
-        'fields',
-        JSON.stringify(b.fields).slice(0, 65_536),
+        ...deadLetterFields({ stream, id: b.id, group, reason: b.reason, deliveries: b.deliveries, fields: b.fields }),
       );
       tx.hincrby(keys.counters, COUNTER_FIELDS.deadLetter(stream), 1);
       this.opts.metrics?.entriesDeadLettered.inc({ stream, reason: b.reason.startsWith('malformed') ? 'malformed' : 'max_deliveries' });

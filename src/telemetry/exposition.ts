@@ -45,11 +45,22 @@ export class DualFormatRegistry extends Registry<OpenMetricsContentType> {
     return this.render('prometheus');
   }
 
-  async render(format: ExpositionFormat): Promise<string> {
+  /** One metric in the classic format, without prom-client's renaming (see above). */
+  override async getSingleMetricAsString(name: string): Promise<string> {
+    const m = this.getSingleMetric(name);
+    if (!m) return '';
+    return this.formatter('prometheus').getMetricsAsString(m as unknown as Renderable);
+  }
+
+  private formatter(format: ExpositionFormat): Formatter {
     const registry = new Registry<RegistryContentType>();
     registry.setContentType(CONTENT_TYPES[format]);
     registry.setDefaultLabels(this.labels);
-    const formatter = registry as unknown as Formatter;
+    return registry as unknown as Formatter;
+  }
+
+  async render(format: ExpositionFormat): Promise<string> {
+    const formatter = this.formatter(format);
     const open = format === 'openmetrics';
     const parts = await Promise.all(
       (this.getMetricsAsArray() as unknown as Renderable[]).map((m) => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Intake } from '../../src/buffer/intake.js';
 import { decodeFrame } from '../../src/bus/frame-codec.js';
 import { groupLag } from '../../src/bus/group-lag.js';
-import { deadLetterCounter, GROUPS } from '../../src/bus/keys.js';
+import { COUNTER_FIELDS, GROUPS } from '../../src/bus/keys.js';
 import { newFrameId } from '../../src/domain/frame-id.js';
 import { waitFor } from '../helpers/redis.js';
 import { byType } from './harness.js';
@@ -127,7 +127,7 @@ describe('intake: frames:captured -> a lane, or straight to a processor (real Re
     expect(drop).toMatchObject({ frameId, cameraId: 'cam', source: 'buffer' });
     expect(drop.reason).toMatch(/^dead-lettered: malformed/);
     expect(await p.t.redis.xlen(p.t.keys.deadLetter)).toBe(1);
-    expect(await p.t.redis.hget(p.t.keys.counters, deadLetterCounter(p.t.keys.captured))).toBe('1');
+    expect(await p.t.redis.hget(p.t.keys.counters, COUNTER_FIELDS.deadLetter(p.t.keys.captured))).toBe('1');
     expect(await upstream()).toMatchObject({ lag: 0, pending: 0 });
   });
 });

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Rerouter } from '../../src/buffer/rerouter.js';
 import { RoutedIds } from '../../src/buffer/routed-ids.js';
 import { decodeReadyFrame } from '../../src/bus/frame-codec.js';
-import { deadLetterCounter, GROUPS } from '../../src/bus/keys.js';
+import { COUNTER_FIELDS, GROUPS } from '../../src/bus/keys.js';
 import { byType } from './harness.js';
 import { parts, type Parts } from './parts.js';
 
@@ -93,7 +93,7 @@ describe('re-router: frames of gone or open processors move to another of the ca
     );
     expect(rows.find((r) => r.entry_id === id)).toMatchObject({ reason: 'delivered 4 times (max 2)', deliveries: '4' });
     expect(rows.find((r) => r.entry_id === bad)?.reason).toMatch(/^malformed: /);
-    expect(await p.t.redis.hget(p.t.keys.counters, deadLetterCounter(stream))).toBe('2');
+    expect(await p.t.redis.hget(p.t.keys.counters, COUNTER_FIELDS.deadLetter(stream))).toBe('2');
     const failed = byType(await p.events(), 'processing.failed');
     expect(failed).toMatchObject([{ frameId: poison.frameId, processorId: 'gone', attempt: 4 }]);
     expect(failed[0].error).toBe('dead-lettered after 4 deliveries (max 2): the frame keeps killing its processor');

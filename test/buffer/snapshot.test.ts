@@ -3,7 +3,7 @@ import { BreakerBoard } from '../../src/buffer/breaker.js';
 import { bufferSettings, type BufferOptions } from '../../src/buffer/buffer-options.js';
 import type { ProcessorInfo } from '../../src/buffer/registry.js';
 import { capacities, freeSlots, routingView, viewRoom } from '../../src/buffer/snapshot.js';
-import { deadLetterCounted, deadLetterCounter, readyProcessorOf, redisKeys } from '../../src/bus/keys.js';
+import { COUNTER_FIELDS, readyProcessorOf, redisKeys } from '../../src/bus/keys.js';
 import { InvalidInputError } from '../../src/domain/errors.js';
 
 const proc = (id: string, capabilities: string[], capacity: number, consecutiveFailures = 0) =>
@@ -87,7 +87,7 @@ describe('buffer settings and keys', () => {
     expect(readyProcessorOf(keys, keys.ready('motion-1'))).toBe('motion-1');
     for (const other of [keys.events, keys.lane('high'), keys.ready(''), redisKeys('q:').ready('motion-1')])
       expect(readyProcessorOf(keys, other)).toBeUndefined();
-    expect(deadLetterCounted(deadLetterCounter(keys.lane('low')))).toBe(keys.lane('low'));
-    expect(deadLetterCounted(`trimmed:${keys.captured}`)).toBeUndefined();
+    expect(COUNTER_FIELDS.deadLetterStreamOf(COUNTER_FIELDS.deadLetter(keys.lane('low')))).toBe(keys.lane('low'));
+    expect(COUNTER_FIELDS.deadLetterStreamOf(`trimmed:${keys.captured}`)).toBeUndefined();
   });
 });

