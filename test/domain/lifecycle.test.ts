@@ -68,7 +68,10 @@ describe('the frame follows its stages', () => {
     .map(({ capabilities, steps }) => {
       const moves: Array<[string, StageState]> = [];
       const stages = new Map<string, StageState>();
-      const move = (id: string, to: StageState) => (moves.push([id, to]), stages.set(id, to));
+      const move = (id: string, to: StageState) => {
+        moves.push([id, to]);
+        stages.set(id, to);
+      };
       for (let c = 0; c < capabilities; c++) move(`p${c}`, 'queued');
       let next = capabilities;
       for (const { pick, action } of steps) {
@@ -76,8 +79,10 @@ describe('the frame follows its stages', () => {
         if (open.length === 0) break;
         const [id, state] = open[pick % open.length];
         if (action === 'start') move(id, 'processing');
-        else if (action === 'reroute') (move(`p${next++}`, 'queued'), move(id, 'dropped'));
-        else if (state === 'processing') move(id, action === 'complete' ? 'completed' : action === 'fail' ? 'failed' : 'dropped');
+        else if (action === 'reroute') {
+          move(`p${next++}`, 'queued');
+          move(id, 'dropped');
+        } else if (state === 'processing') move(id, action === 'complete' ? 'completed' : action === 'fail' ? 'failed' : 'dropped');
       }
       return moves;
     });
