@@ -128,14 +128,26 @@ describe('projectFrame', () => {
     expect(projectFrame([ev('1', 'frame.captured', 0)]).state).toBe('captured');
   });
 
+  const event = fc.record({
+    type: fc.constantFrom(...EVENT_TYPES),
+    processorId: fc.option(fc.constantFrom('a', 'b'), { nil: undefined }),
+    attempt: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+    at: fc.integer({ min: 0, max: 3 }),
+  });
+  const events = fc.uniqueArray(event, { minLength: 1, maxLength: 10 }).map((list) => list.map((e, i) => ({ ...e, eventId: `e${i}` })));
+
+  it('leaves a failed frame a processing.failed event and a dropped one a frame.dropped (how trace search finds them)', () => {
+    fc.assert(
+      fc.property(events, (list) => {
+        const { state } = projectFrame(list);
+        if (state === 'failed') expect(list.map((e) => e.type)).toContain('processing.failed');
+        if (state === 'dropped') expect(list.map((e) => e.type)).toContain('frame.dropped');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('gives the same projection for the events in any order, with duplicates', () => {
-    const event = fc.record({
-      type: fc.constantFrom(...EVENT_TYPES),
-      processorId: fc.option(fc.constantFrom('a', 'b'), { nil: undefined }),
-      attempt: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
-      at: fc.integer({ min: 0, max: 3 }),
-    });
-    const events = fc.uniqueArray(event, { minLength: 1, maxLength: 10 }).map((list) => list.map((e, i) => ({ ...e, eventId: `e${i}` })));
     fc.assert(
       fc.property(
         events.chain((list) => fc.tuple(fc.constant(list), fc.shuffledSubarray([...list, ...list], { minLength: list.length * 2 }))),
