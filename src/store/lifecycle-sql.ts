@@ -1,3 +1,4 @@
+import { EVENT_TYPES } from '../domain/events.js';
 import {
   DECISIVE_ORDER,
   FRAME_DROP_EVENT,
@@ -8,7 +9,10 @@ import {
   STAGE_RANK,
   STAGE_STATES,
   TERMINAL_EVENT_TYPES,
+  aggregateFrameState,
+  isStageEvent,
   isTerminal,
+  type StageEventType,
   type StageState,
 } from '../domain/lifecycle.js';
 
@@ -20,8 +24,8 @@ import {
 
 const list = (values: readonly string[]) => values.map((v) => `'${v}'`).join(', ');
 
-/** `<type> IN (...)` of the events that move a stage. */
-export const stageEventSql = (type: string) => `${type} IN (${list(STAGE_EVENT_TYPES)})`;
+/** Whether an event moves a stage; written as the (shorter) list of the types that do not. */
+export const stageEventSql = (type: string) => `${type} NOT IN (${list(EVENT_TYPES.filter((t) => !isStageEvent(t)))})`;
 
 /** `<type> IN (...)` of the events that end a stage. */
 export const terminalEventSql = (type: string) => `${type} IN (${list(TERMINAL_EVENT_TYPES)})`;
@@ -36,13 +40,23 @@ export const openFrameStateSql = (state: string) => `${state} IN (${list(FRAME_S
 export const droppedBeforeRoutingSql = (type: string, processorId: string) =>
   `(${type} = '${FRAME_DROP_EVENT}' AND ${processorId} IS NULL)`;
 
+/**
+ * `CASE <type> WHEN .. END` over stage events only: the most frequent value (the last one
+ * given, for ties) is the ELSE, so a typical row is decided in as few comparisons as possible.
+ */
+function stageEventCase(type: string, valueOf: (t: StageEventType) => string): string {
+  const values = STAGE_EVENT_TYPES.map(valueOf);
+  const count = (v: string) => values.filter((x) => x === v).length;
+  const otherwise = values.reduce((best, v) => (count(v) >= count(best) ? v : best));
+  const arms = STAGE_EVENT_TYPES.filter((_t, i) => values[i] !== otherwise).map((t) => `WHEN '${t}' THEN ${valueOf(t)}`);
+  return `CASE ${type} ${arms.join(' ')} ELSE ${otherwise} END`;
+}
+
 /** The stage state a stage event puts its stage in. */
-export const stageStateSql = (type: string) =>
-  `CASE ${type} ${STAGE_EVENT_TYPES.map((t) => `WHEN '${t}' THEN '${STAGE_EVENT_STATE[t]}'`).join(' ')} END`;
+export const stageStateSql = (type: string) => stageEventCase(type, (t) => `'${STAGE_EVENT_STATE[t]}'`);
 
 /** STAGE_RANK of a stage event's state. */
-export const stageRankSql = (type: string) =>
-  `CASE ${type} ${STAGE_EVENT_TYPES.map((t) => `WHEN '${t}' THEN ${STAGE_RANK[STAGE_EVENT_STATE[t]]}`).join(' ')} END`;
+export const stageRankSql = (type: string) => stageEventCase(type, (t) => String(STAGE_RANK[STAGE_EVENT_STATE[t]]));
 
 /** The rank of a stage that has gone beyond being queued. */
 export const STARTED_RANK = STAGE_RANK.processing;
@@ -60,26 +74,32 @@ export function decisiveOrderSql(e: string): string {
 
 const countColumn = (s: StageState) => `n_${s}`;
 
-/** Per-frame stage counts over rows with a `state` column: `n` and one `n_<state>` per stage state. */
+/** Per-frame stage counts over rows with a `state` column: `n` and one `n_<state>` per counted stage state. */
 export const stageCountsSql = (state: string) =>
-  ['count(*) AS n', ...STAGE_STATES.map((s) => `count(*) FILTER (WHERE ${state} = '${s}') AS ${countColumn(s)}`)].join(', ');
+  ['count(*) AS n', ...COUNTED.map((s) => `count(*) FILTER (WHERE ${state} = '${s}') AS ${countColumn(s)}`)].join(', ');
+
+/** The stage states the rules count (no other count is computed). */
+const COUNTED = STAGE_STATES.filter((s) =>
+  FRAME_STATE_RULES.some((r) => ('of' in r && r.of.includes(s)) || ('ignoring' in r && r.ignoring?.includes(s))),
+);
 
 /**
  * The frame's state (FRAME_STATE_RULES) from the stage counts of stageCountsSql (alias `c`,
  * NULL when the frame has no stages) and a boolean "dropped before routing" expression.
  */
 export function frameStateSql(c: string, droppedBeforeRouting: string): string {
-  const sum = (of: readonly StageState[]) => (of.length ? of.map((s) => `coalesce(${c}.${countColumn(s)}, 0)`).join(' + ') : '0');
-  const n = `coalesce(${c}.n, 0)`;
+  // A frame without stages has no counts row: its state is what the rules give for none.
+  const none = `WHEN ${c}.n IS NULL THEN CASE WHEN ${droppedBeforeRouting} THEN '${aggregateFrameState([], true)}' ELSE '${aggregateFrameState([])}' END`;
+  const sum = (of: readonly StageState[]) => (of.length ? of.map((s) => `${c}.${countColumn(s)}`).join(' + ') : '0');
   const arms = FRAME_STATE_RULES.map((rule) => {
     if (rule.when === 'otherwise') return `ELSE '${rule.state}'`;
     const cond =
       rule.when === 'droppedBeforeRouting'
         ? droppedBeforeRouting
         : rule.when === 'every'
-          ? `${sum(rule.of)} = ${n} - (${sum(rule.ignoring ?? [])})`
+          ? `${sum(rule.of)} = ${c}.n - (${sum(rule.ignoring ?? [])})`
           : `${sum(rule.of)} > 0`;
     return `WHEN ${cond} THEN '${rule.state}'`;
   });
-  return `CASE ${arms.join(' ')} END`;
+  return `CASE ${none} ${arms.join(' ')} END`;
 }
