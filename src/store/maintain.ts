@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { DetektrError } from '../domain/errors.js';
+import { openFrameStateSql } from './lifecycle-sql.js';
 import type { StorageKind } from './migrate.js';
 import { withClient } from './pg.js';
 
@@ -189,7 +190,7 @@ async function refreshStatsNative(client: pg.PoolClient, storage: Storage, now: 
       `INSERT INTO frame_stats_hourly (bucket, camera_id, frames, completed, failed, dropped, in_flight, avg_total_ms, max_total_ms)
        SELECT date_bin(interval '1 hour', captured_at, 'epoch'::timestamptz), camera_id, count(*),
               count(*) FILTER (WHERE state = 'completed'), count(*) FILTER (WHERE state = 'failed'),
-              count(*) FILTER (WHERE state = 'dropped'), count(*) FILTER (WHERE state IN ('captured', 'queued', 'processing')),
+              count(*) FILTER (WHERE state = 'dropped'), count(*) FILTER (WHERE ${openFrameStateSql('state')}),
               avg(total_ms), max(total_ms)
        FROM frame_metadata WHERE captured_at >= $1
        GROUP BY 1, 2`,

@@ -2,7 +2,19 @@ import type pg from 'pg';
 import type { CameraEventType } from '../domain/camera-events.js';
 import type { EventType } from '../domain/events.js';
 import { frameIdTime, parseFrameId, type FrameId } from '../domain/frame-id.js';
-import { aggregateFrameState, transitionFrame, transitionStage, type FrameState, type StageState } from '../domain/lifecycle.js';
+import {
+  FRAME_DROP_EVENT,
+  STAGE_EVENT_STATE,
+  STAGE_RANK,
+  TERMINAL_EVENT_TYPES,
+  aggregateFrameState,
+  projectFrame,
+  transitionFrame,
+  transitionStage,
+  type FrameState,
+  type StageEventType,
+  type StageState,
+} from '../domain/lifecycle.js';
 
 /**
  * A frame's journey; also the `detektr trace find --json` output. Times are ISO-8601 UTC
@@ -245,22 +257,13 @@ export async function findJourney(db: pg.Pool | pg.PoolClient, frameId: string, 
   );
 }
 
-const TERMINAL_EVENTS = new Set<EventType>(['processing.completed', 'processing.failed', 'frame.dropped']);
-
-const STAGE_RANK: Record<StageState, number> = { queued: 1, processing: 2, completed: 3, failed: 3, dropped: 3 };
-
-const STAGE_TARGET: Partial<Record<EventType, StageState>> = {
-  'frame.queued': 'queued',
-  'processing.started': 'processing',
-  'processing.completed': 'completed',
-  'processing.failed': 'failed',
-  'frame.dropped': 'dropped',
-};
+const TERMINAL_EVENTS = new Set<EventType>(TERMINAL_EVENT_TYPES);
 
 /**
  * Replays the events (in journey order) through the domain state machines and says, once
  * per offending event, what they reject. After an invalid stage move the stage goes on from
- * the further of the two states, as the store's projection does (the furthest event wins).
+ * the further of the two states. The state is the domain's projection of the events, the
+ * one the store keeps, whatever the anomalies.
  */
 export function replay(events: readonly JourneyEvent[]): { state: FrameState; anomalies: string[] } {
   const anomalies: string[] = [];
@@ -280,9 +283,9 @@ export function replay(events: readonly JourneyEvent[]): { state: FrameState; an
     }
     if (!captured) problem('before frame.captured');
 
-    const to = STAGE_TARGET[e.type]!;
+    const to = STAGE_EVENT_STATE[e.type as StageEventType];
     let stageOk = true;
-    if (e.type === 'frame.dropped' && !e.processorId) {
+    if (e.type === FRAME_DROP_EVENT && !e.processorId) {
       droppedBeforeRouting = true;
     } else if (!e.processorId) {
       problem('no processor id');
@@ -309,7 +312,7 @@ export function replay(events: readonly JourneyEvent[]): { state: FrameState; an
     frame = next;
   }
   if (!captured && events.length > 0) anomalies.push('no frame.captured event');
-  return { state: frame ?? 'captured', anomalies };
+  return { state: projectFrame(events.map((e) => ({ ...e, at: e.offsetMs }))).state, anomalies };
 }
 
 function iso(ms: number): string {

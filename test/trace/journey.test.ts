@@ -4,6 +4,7 @@ import { ulid } from 'ulid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../src/domain/errors.js';
 import type { LifecycleEvent } from '../../src/domain/events.js';
+import { newEventId } from '../../src/domain/frame-id.js';
 import { writeEvents } from '../../src/store/event-writer.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createPool } from '../../src/store/pg.js';
@@ -205,6 +206,40 @@ describe('findJourney', () => {
       `processing.started ${bad[3].eventId} (motion-1) at +40ms: invalid stage transition completed -> processing`,
     ]);
     expect(renderJourney(j, {})).toContain('anomalies');
+  });
+
+  it('shows no anomaly for a frame re-routed after its processor started it, nor for an expired payload', async () => {
+    const face = { processorId: 'face-2', capability: 'motion' };
+    // One buffer process emits both re-route events in the same millisecond, with ids in that order.
+    const t0 = Date.now() - 10_000;
+    const [queuedId, droppedId] = [newEventId(t0 + 30), newEventId(t0 + 30)];
+    const rerouted = frame(
+      [
+        ['frame.captured', 0],
+        ['frame.queued', 2, motion],
+        ['processing.started', 4, { ...motion, attempt: 1 }],
+        ['frame.queued', 30, { ...face, attempt: 1, eventId: queuedId }],
+        ['frame.dropped', 30, { ...motion, eventId: droppedId, reason: 'rerouted to face-2: processor motion-1 is gone' }],
+        ['processing.started', 33, { ...face, attempt: 1 }],
+        ['processing.completed', 40, { ...face, attempt: 1, durationMs: 7 }],
+      ],
+      t0,
+    );
+    const expired = frame([
+      ['frame.captured', 0],
+      ['frame.queued', 2, motion],
+      ['processing.started', 4, { ...motion, attempt: 1 }],
+      ['frame.dropped', 5, { ...motion, attempt: 1, reason: 'payload expired before processing (payload TTL): p:frame:x' }],
+    ]);
+    await writeEvents(pool, [...rerouted, ...expired]);
+    const r = (await findJourney(pool, rerouted[0].frameId))!;
+    expect(r).toMatchObject({ state: 'completed', anomalies: [] });
+    expect(r.stages.map((s) => [s.processorId, s.state])).toEqual([
+      ['motion-1', 'dropped'],
+      ['face-2', 'completed'],
+    ]);
+    const x = (await findJourney(pool, expired[0].frameId))!;
+    expect(x).toMatchObject({ state: 'dropped', droppedReason: expect.stringContaining('payload expired'), anomalies: [] });
   });
 
   it('reports events without a capture and a dropped frame with its reason', async () => {
