@@ -594,7 +594,9 @@ describe('openVideoSource: validation, thumbnails, stalls, backlog', () => {
     const opened: OpenInfo[] = [];
     const stats: ReaderStats[] = [];
     await take({ url: TESTSRC, kind: 'lavfi', fps: 25, onOpen: (i) => opened.push(i), onStats: (s) => stats.push(s) }, 30);
-    expect(opened).toEqual([{ codec: 'wrapped_avframe', width: 640, height: 360, nativeFps: 25 }]);
+    expect(opened).toEqual([
+      { codec: 'wrapped_avframe', width: 640, height: 360, nativeFps: 25, url: `lavfi:${TESTSRC}`, decode: 'software' },
+    ]);
     const decodes = stats.flatMap((s) => s.decodeMs);
     expect(decodes.length).toBeGreaterThan(0);
     expect(decodes.every((ms) => ms >= 0)).toBe(true);
