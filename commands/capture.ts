@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { CaptureService } from '../src/capture/capture-service.js';
-import { cameraConfigs, parseFfmpegOptions } from '../src/capture/camera-config.js';
+import { cameraConfigs, parseFfmpegOptions, withDetectUrls } from '../src/capture/camera-config.js';
+import { resolveHwaccel } from '../src/capture/hwaccel.js';
 import { parsePolicy, DEFAULT_VALIDATION } from '../src/capture/frame-check.js';
 import { routeFfmpegLogs } from '../src/capture/ffmpeg-log.js';
 import { InvalidInputError } from '../src/domain/errors.js';
@@ -38,6 +39,13 @@ export function captureCommand(): Command {
     )
     .option('--frozen-after <duration>', 'a picture unchanged this long is frozen: camera.frozen, frames flagged (default 10s)')
     .option('--thumbnail-width <px>', 'also store a gray thumbnail this wide beside each JPEG (default 0: none)')
+    .option('--jpeg-width <px>', 'downscale JPEGs wider than this, keeping the aspect ratio (default 0: full resolution)')
+    .option(
+      '--detect-url <id=url>',
+      "take camera id's frames from this lower-resolution stream (sub-stream); its own url is then not opened (repeatable)",
+      collect,
+    )
+    .option('--hwaccel <type>', 'decode on a GPU: none, vaapi, cuda, qsv or auto (default none)')
     .option(
       '--ffmpeg-option <key=value>',
       'FFmpeg demuxer/protocol option for every camera, e.g. buffer_size=1048576 (repeatable)',
@@ -61,11 +69,23 @@ export function captureCommand(): Command {
       invalidFrames: flags.invalidFrames,
       frozenAfter: flags.frozenAfter,
       thumbnailWidth: flags.thumbnailWidth,
+      jpegWidth: flags.jpegWidth,
+      detectUrls: flags.detectUrl,
+      hwaccel: flags.hwaccel,
     });
     if (!config.cameras.length)
       throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');
     const where = file ? `config file ${file}: ` : '';
-    const cameras = cameraConfigs(config.cameras, config.cameraOptions, flags.camera ? '--camera' : `${where}cameras`);
+    const cameras = withDetectUrls(
+      cameraConfigs(config.cameras, config.cameraOptions, flags.camera ? '--camera' : `${where}cameras`),
+      config.detectUrls,
+      flags.detectUrl ? '--detect-url' : 'detectUrls',
+    );
+    if (config.jpegWidth !== 0 && config.jpegWidth < 16) {
+      throw new InvalidInputError(`--jpeg-width "${config.jpegWidth}" must be 0 (full resolution) or 16..16384`);
+    }
+    // A GPU asked for but not there stops here (exit 2), before any camera opens.
+    const hwaccel = resolveHwaccel(config.hwaccel, flags.hwaccel ? '--hwaccel' : 'hwaccel');
     if (config.thumbnailWidth !== 0 && config.thumbnailWidth < 8) {
       throw new InvalidInputError(`--thumbnail-width "${config.thumbnailWidth}" must be 0 (no thumbnail) or 8..1920`);
     }
@@ -79,6 +99,8 @@ export function captureCommand(): Command {
       defaultMetricsPort: 9101,
       create: (ctx) => {
         routeFfmpegLogs(ctx.logger.child({ source: 'ffmpeg' }));
+        if (hwaccel.note) ctx.logger.warn('hwaccel', { hwaccel: hwaccel.chosen, note: hwaccel.note });
+        else if (hwaccel.chosen !== 'none') ctx.logger.info('hwaccel', { hwaccel: hwaccel.chosen, setting: hwaccel.setting });
         service = new CaptureService({
           redis: ctx.redis(),
           keys: ctx.keys,
@@ -96,6 +118,8 @@ export function captureCommand(): Command {
             timeoutMs: config.cameraTimeout,
             stallTimeoutMs: config.stallTimeout,
             thumbnailWidth: config.thumbnailWidth,
+            maxWidth: config.jpegWidth || undefined,
+            hwaccel: hwaccel.chosen,
             ffmpegOptions,
             validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },
           },

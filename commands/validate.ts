@@ -44,6 +44,7 @@ export function validateCommand(): Command {
         maxLag,
         maxFrameAgeMs,
         otlpEndpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || process.env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
+        hwaccel: config.hwaccel,
         e2e: flags.e2e ? { timeoutMs: e2eTimeoutMs, payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen } : undefined,
       });
       if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

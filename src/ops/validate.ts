@@ -34,6 +34,8 @@ export interface ValidateOptions {
   e2e?: { timeoutMs: number; payloadTtlMs: number; streamMaxLen: number };
   /** Longest any single check may take (the whole run stays fast for cron). */
   checkTimeoutMs?: number;
+  /** Capture's hwaccel setting: adds the `hwaccel` line (devices this machine has, the one chosen). */
+  hwaccel?: string;
 }
 
 export interface ValidateReport {
@@ -206,6 +208,12 @@ async function e2eCheck(o: ValidateOptions, e2e: NonNullable<ValidateOptions['e2
   return { check: 'e2e probe', status: 'fail', detail: `probe ${probe.frameId} not completed within ${e2e.timeoutMs} ms (${last})` };
 }
 
+/** Loads node-av only when asked: the other checks do not need it. */
+async function hwaccelCheck(setting: string): Promise<CheckResult> {
+  const { hwaccelReport } = await import('../capture/hwaccel.js');
+  return { check: 'hwaccel', ...hwaccelReport(setting) };
+}
+
 /** Runs every check concurrently, each bounded in time; the report's status is the worst. */
 export async function validate(o: ValidateOptions): Promise<ValidateReport> {
   const started = performance.now();
@@ -223,6 +231,7 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
     o.otlpEndpoint ? exporterCheck(o.otlpEndpoint, limit).then((r) => [r]) : Promise.resolve([]),
   ]);
   const checks = groups.flat();
+  if (o.hwaccel) checks.push(await hwaccelCheck(o.hwaccel));
   if (o.e2e) {
     const ready = !checks.some((c) => c.status === 'fail' && (c.check === 'redis' || c.check === 'postgres' || c.check === 'processors'));
     checks.push(
