@@ -2,15 +2,19 @@
 // a scrolling picture), all in one run, for two streams: x264 ultrafast 2 Mbit/s (CAVLC,
 // cheap to decode) and veryfast 4 Mbit/s (CABAC, High profile: closer to an IP camera):
 //
-// 1. CPU of one camera: `detektr capture --fps 10` (JPEG q80) vs a bare node-av decode of the
-//    same stream, each a separate process measured over the same window (/proc/<pid>/stat),
-//    alternated over --rounds; medians.
+// 0. JPEG encoders side by side on decoded frames of the stream (bench/capture-encoders.ts:
+//    FFmpeg mjpeg as before, mjpeg from the planes with a range LUT, libjpeg-turbo via sharp).
+// 1. CPU per camera: `detektr capture --fps 10` (JPEG q80; also with --jpeg-width 640, with a
+//    640x360 sub-stream as --detect-url, and 8 cameras in one process) vs a bare node-av
+//    decode of the same stream, each a separate process measured over the same window
+//    (/proc/<pid>/stat), alternated over --rounds; medians.
 // 2. Capacity: cameras one `detektr capture` process sustains with zero drops (every camera
 //    publishing its 10 fps, no dropped frame of any reason, no reconnect), 1, 2, 4, ... until
 //    one fails.
 //
 //   npm run bench capture
 //   npx tsx bench/capture.bench.ts --seconds 10 --rounds 2 --cameras 1,2,4,6,8,10,12 --streams veryfast:4096
+//   npx tsx bench/capture.bench.ts --only encoders|cpu|capacity
 //
 // Needs Redis ($REDIS_URL, default redis://127.0.0.1:6379) and the GStreamer RTSP server
 // packages (see scripts/rtsp-server.py). Runs the built capture command (dist/), rebuilt
@@ -34,8 +38,12 @@ const { values } = parseArgs({
     size: { type: 'string', default: '1280x720' },
     // x264 preset:kbit/s of the test camera; capacity runs on the last one.
     streams: { type: 'string', default: 'ultrafast:2048,veryfast:4096' },
-    // cpu, capacity or both
+    // encoders, cpu, capacity, or all of them
     only: { type: 'string', default: '' },
+    // cameras in the "many cameras in one process" row of the CPU table
+    many: { type: 'string', default: '8' },
+    // more `detektr capture` flags for the capacity steps, e.g. "--jpeg-width 640"
+    'capacity-flags': { type: 'string', default: '' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -52,6 +60,9 @@ const RUN_CAPTURE = `
   await captureCommand().parseAsync(process.argv.slice(1), { from: 'user' });
   process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);`;
 const CHILD = `${root}bench/lib/decode-child.ts`;
+const ENCODERS = `${root}bench/capture-encoders.ts`;
+const MANY = Number(values.many);
+const SUB_SIZE = '640x360';
 
 function ensureBuilt(): void {
   const newest = (dir: string, ext: string) =>
@@ -126,8 +137,8 @@ async function window(pids: number[], seconds: number): Promise<{ cpu: number[];
   };
 }
 
-async function child(mode: string, url: string, seconds: number): Promise<number> {
-  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, mode, url, String(FPS)], {
+async function child(mode: string, url: string, seconds: number, extra: string[] = []): Promise<number> {
+  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, mode, url, String(FPS), ...extra], {
     cwd: root,
     stdio: ['ignore', 'ignore', 'ignore'],
   });
@@ -192,12 +203,21 @@ interface CaptureRun {
   reconnects: number;
 }
 
-async function capture(url: string, cameras: number, seconds: number, serverPid: number): Promise<CaptureRun> {
+/** `detektr capture` with `cameras` cameras on `url`; `detect`: every camera's sub-stream. */
+async function capture(
+  url: string,
+  cameras: number,
+  seconds: number,
+  serverPid: number,
+  o: { extra?: string[]; detect?: string } = {},
+): Promise<CaptureRun> {
   const port = await freePort();
   const prefix = `bench:capture:${process.pid}:${cameras}:${Math.random().toString(36).slice(2, 7)}:`;
   const ids = Array.from({ length: cameras }, (_, i) => `cam${i + 1}`);
   const args = [
     ...ids.flatMap((id) => ['--camera', `${id}=${url}`]),
+    ...(o.detect ? ids.flatMap((id) => ['--detect-url', `${id}=${o.detect}`]) : []),
+    ...(o.extra ?? []),
     '--fps',
     String(FPS),
     '--metrics-port',
@@ -219,7 +239,9 @@ async function capture(url: string, cameras: number, seconds: number, serverPid:
     const rpid = redisPid();
     const before = await scrape(port);
     const pids = [p.pid!, serverPid, ...(rpid ? [rpid] : [])];
-    const w = await window(pids, seconds);
+    const w = await window(pids, seconds).catch((err: Error) => {
+      throw new Error(`${err.message}; detektr capture: exit ${p.exitCode} signal ${p.signalCode}: ${stderr}`);
+    });
     busy.push(w.machineBusy);
     const after = await scrape(port);
     return {
@@ -259,69 +281,81 @@ const streams: Stream[] = values.streams!.split(',').map((s) => {
   return { preset, kbits: Number(kbits), label: `x264 ${preset} ${kbits} kbit/s` };
 });
 
-// 1. CPU per camera, per stream; variants alternated so drift (other load) hits them alike.
-for (const stream of values.only === 'capacity' ? [] : streams) {
+// 0. Encoders, on the last stream's frames.
+const want = (what: string) => !values.only || values.only === what;
+if (want('encoders')) {
+  const stream = streams[streams.length - 1];
   const server = await startRtspServer({ size: values.size, fps: 25, speed: 4, preset: stream.preset, bitrate: stream.kbits });
-  const url = server.url;
-  busy.length = 0;
   try {
-    const runs: Record<string, number[]> = { decode: [], 'decode-hl': [], reader: [], capture: [], redis: [], server: [] };
-    for (let round = 0; round < ROUNDS; round++) {
-      runs.decode.push(await child('decode', url, SECONDS));
-      runs['decode-hl'].push(await child('decode-hl', url, SECONDS));
-      runs.reader.push(await child('reader', url, SECONDS));
-      const c = await capture(url, 1, SECONDS, server.proc.pid!);
-      runs.server.push(c.server);
-      runs.capture.push(c.cpu);
-      if (c.redisCpu !== undefined) runs.redis.push(c.redisCpu);
-    }
-    const bare = median(runs.decode);
-    const rows = [
-      { what: 'bare decode: node-av low-level sync, 1 thread (baseline)', 'CPU % of a core': median(runs.decode), 'x bare decode': 1 },
-      {
-        what: 'bare decode: node-av Demuxer + Decoder (async, defaults)',
-        'CPU % of a core': median(runs['decode-hl']),
-        'x bare decode': median(runs['decode-hl']) / bare,
-      },
-      {
-        what: `capture reader alone: decode + ${FPS} fps checks + JPEG q80`,
-        'CPU % of a core': median(runs.reader),
-        'x bare decode': median(runs.reader) / bare,
-      },
-      {
-        what: `detektr capture, 1 camera, --fps ${FPS}`,
-        'CPU % of a core': median(runs.capture),
-        'x bare decode': median(runs.capture) / bare,
-      },
-    ];
-    if (runs.redis.length)
-      rows.push({
-        what: '  + redis-server while capture ran',
-        'CPU % of a core': median(runs.redis),
-        'x bare decode': median(runs.redis) / bare,
-      });
-    printTable(
-      `CPU per camera, ${stream.label}, medians of ${ROUNDS} x ${SECONDS} s (RTSP server: ${median(runs.server).toFixed(1)} % of a core;` +
-        ` machine busy ${Math.min(...busy).toFixed(0)}-${Math.max(...busy).toFixed(0)} % of ${cpus().length} cores in the windows)`,
-      rows,
-    );
+    process.stdout.write(`${stream.label}:\n`);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', ENCODERS, server.url], { cwd: root, stdio: ['ignore', 'inherit', 'ignore'] });
+    if (r.status !== 0) throw new Error(`bench/capture-encoders.ts exited ${r.status}`);
   } finally {
     await server.close();
   }
 }
 
+// 1. CPU per camera, per stream; variants alternated so drift (other load) hits them alike.
+for (const stream of want('cpu') ? streams : []) {
+  const opts = { fps: 25, speed: 4, preset: stream.preset, bitrate: stream.kbits };
+  const [server, sub] = await Promise.all([startRtspServer({ ...opts, size: values.size }), startRtspServer({ ...opts, size: SUB_SIZE })]);
+  const url = server.url;
+  busy.length = 0;
+  try {
+    const runs: Record<string, number[]> = {};
+    const add = (k: string, v: number | undefined) => v !== undefined && (runs[k] ??= []).push(v);
+    for (let round = 0; round < ROUNDS; round++) {
+      add('decode', await child('decode', url, SECONDS));
+      add('decode-hl', await child('decode-hl', url, SECONDS));
+      add('decode-sub', await child('decode', sub.url, SECONDS));
+      add('reader-swscale', await child('reader', url, SECONDS, ['--jpeg-path', 'swscale']));
+      add('reader', await child('reader', url, SECONDS));
+      const c = await capture(url, 1, SECONDS, server.proc.pid!);
+      add('server', c.server);
+      add('capture', c.cpu);
+      add('redis', c.redisCpu);
+      add('capture-640', (await capture(url, 1, SECONDS, server.proc.pid!, { extra: ['--jpeg-width', '640'] })).cpu);
+      add('capture-sub', (await capture(url, 1, SECONDS, sub.proc.pid!, { detect: sub.url })).cpu);
+      const many = await capture(url, MANY, SECONDS, server.proc.pid!);
+      add('capture-many', many.cpu / MANY);
+      add('capture-many-640', (await capture(url, MANY, SECONDS, server.proc.pid!, { extra: ['--jpeg-width', '640'] })).cpu / MANY);
+    }
+    const bare = median(runs.decode);
+    const row = (what: string, key: string) =>
+      runs[key]?.length ? [{ what, 'CPU % of a core': median(runs[key]), 'x bare decode': median(runs[key]) / bare }] : [];
+    printTable(
+      `CPU per camera, ${stream.label}, medians of ${ROUNDS} x ${SECONDS} s (RTSP server: ${median(runs.server).toFixed(1)} % of a core;` +
+        ` machine busy ${Math.min(...busy).toFixed(0)}-${Math.max(...busy).toFixed(0)} % of ${cpus().length} cores in the windows)`,
+      [
+        ...row('bare decode: node-av low-level sync, 1 thread (baseline)', 'decode'),
+        ...row('bare decode: node-av Demuxer + Decoder (async, defaults)', 'decode-hl'),
+        ...row(`bare decode of a ${SUB_SIZE} sub-stream (same encoder settings)`, 'decode-sub'),
+        ...row(`capture reader alone, JPEG as before (swscale range + mjpeg)`, 'reader-swscale'),
+        ...row(`capture reader alone: decode + ${FPS} fps checks + JPEG q80 (planes + LUT)`, 'reader'),
+        ...row(`detektr capture, 1 camera, --fps ${FPS}`, 'capture'),
+        ...row(`detektr capture, 1 camera, --jpeg-width 640`, 'capture-640'),
+        ...row(`detektr capture, 1 camera, --detect-url ${SUB_SIZE} sub-stream`, 'capture-sub'),
+        ...row(`detektr capture, ${MANY} cameras in one process, per camera`, 'capture-many'),
+        ...row(`detektr capture, ${MANY} cameras, --jpeg-width 640, per camera`, 'capture-many-640'),
+        ...row('  + redis-server while 1-camera capture ran', 'redis'),
+      ],
+    );
+  } finally {
+    await Promise.all([server.close(), sub.close()]);
+  }
+}
+
 // 2. Capacity, on the last stream (the camera-like one by default).
 const stream = streams[streams.length - 1];
-const server =
-  values.only === 'cpu'
-    ? undefined
-    : await startRtspServer({ size: values.size, fps: 25, speed: 4, preset: stream.preset, bitrate: stream.kbits });
+const server = !want('capacity')
+  ? undefined
+  : await startRtspServer({ size: values.size, fps: 25, speed: 4, preset: stream.preset, bitrate: stream.kbits });
 try {
   if (!server) process.exit(0);
   const capacity: Record<string, string | number>[] = [];
   let sustained = 0;
   for (const n of COUNTS) {
-    const r = await capture(server.url, n, SECONDS, server.proc.pid!);
+    const r = await capture(server.url, n, SECONDS, server.proc.pid!, { extra: values['capacity-flags']!.split(' ').filter(Boolean) });
     const worst = Math.min(...r.published);
     // Keeping up: every frame, no drop or reconnect, and not falling behind the cameras' clocks.
     const ok = r.dropped === 0 && r.reconnects === 0 && worst >= Math.floor(r.expected * 0.97) && r.lag < 1;
@@ -341,7 +375,8 @@ try {
     if (!ok) break;
     sustained = n;
   }
-  printTable(`Cameras one process sustains (${stream.label}, --fps ${FPS}, JPEG q80, ${SECONDS} s each): ${sustained}`, capacity);
+  const flags = values['capacity-flags'] ? ` ${values['capacity-flags']}` : '';
+  printTable(`Cameras one process sustains (${stream.label}, --fps ${FPS}${flags}, JPEG q80, ${SECONDS} s each): ${sustained}`, capacity);
 } finally {
   await server?.close();
 }

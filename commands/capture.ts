@@ -38,6 +38,13 @@ export function captureCommand(): Command {
     )
     .option('--frozen-after <duration>', 'a picture unchanged this long is frozen: camera.frozen, frames flagged (default 10s)')
     .option('--thumbnail-width <px>', 'also store a gray thumbnail this wide beside each JPEG (default 0: none)')
+    .option('--jpeg-width <px>', 'downscale JPEGs wider than this, keeping the aspect ratio (default 0: full resolution)')
+    .option(
+      '--detect-url <id=url>',
+      "take camera id's frames from this lower-resolution stream (sub-stream); its own url is then not opened (repeatable)",
+      collect,
+    )
+    .option('--hwaccel <type>', 'decode on a GPU: none, vaapi, cuda, qsv or auto (default none)')
     .option(
       '--ffmpeg-option <key=value>',
       'FFmpeg demuxer/protocol option for every camera, e.g. buffer_size=1048576 (repeatable)',
@@ -61,6 +68,9 @@ export function captureCommand(): Command {
       invalidFrames: flags.invalidFrames,
       frozenAfter: flags.frozenAfter,
       thumbnailWidth: flags.thumbnailWidth,
+      jpegWidth: flags.jpegWidth,
+      detectUrls: flags.detectUrl,
+      hwaccel: flags.hwaccel,
     });
     if (!config.cameras.length)
       throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');
@@ -70,6 +80,8 @@ export function captureCommand(): Command {
       camerasFrom: flags.camera ? '--camera' : `${where}cameras`,
       maxFrames: flags.maxFrames as number | undefined,
       ffmpegOptions,
+      detectUrlsFrom: flags.detectUrl ? '--detect-url' : undefined,
+      hwaccelFrom: flags.hwaccel ? '--hwaccel' : undefined,
     });
 
     let service: CaptureService | undefined;

@@ -4,17 +4,24 @@
 //              any capture of this stream pays (the same calls capture's reader makes)
 //   decode-hl  bare node-av decode, the idiomatic high-level API (Demuxer + Decoder, async)
 //   reader     capture's reader (src/capture/reader.ts) alone: decode + sample + checks +
-//              JPEG at --fps, no thread hand-off, no Redis, no tracing
+//              JPEG at --fps, no thread hand-off, no Redis, no tracing; options
+//              --jpeg-path planes|swscale (how frames reach the encoder), --jpeg-width <px>
 //
-// usage: node --import tsx bench/lib/decode-child.ts <mode> <rtsp-url> [fps]
+// usage: node --import tsx bench/lib/decode-child.ts <mode> <rtsp-url> [fps] [options]
 import '../../src/capture/node-av-polyfill.js';
+import { parseArgs } from 'node:util';
 import { Decoder, Demuxer } from 'node-av/api';
 import { AVMEDIA_TYPE_VIDEO } from 'node-av/constants';
 import { Codec, CodecContext, Dictionary, FormatContext, Frame, Packet } from 'node-av/lib';
 import { DEFAULT_VALIDATION } from '../../src/capture/frame-check.js';
+import type { JpegPath } from '../../src/capture/jpeg-encoder.js';
 import { runReader } from '../../src/capture/reader.js';
 
-const [mode, url, fpsArg] = process.argv.slice(2);
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { 'jpeg-path': { type: 'string', default: 'planes' }, 'jpeg-width': { type: 'string' } },
+});
+const [mode, url, fpsArg] = positionals;
 const OPTIONS = { rtsp_transport: 'tcp', probesize: '32768', analyzeduration: '500000', timeout: '2500000' };
 let frames = 0;
 
@@ -64,6 +71,8 @@ if (mode === 'decode') {
       label: url,
       fps,
       quality: 80,
+      maxWidth: flags['jpeg-width'] ? Number(flags['jpeg-width']) : undefined,
+      jpegPath: flags['jpeg-path'] as JpegPath,
       thumbnailWidth: 0,
       readTimeoutMs: 5000,
       rtspTimeoutMs: 2500,

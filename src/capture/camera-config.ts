@@ -6,6 +6,8 @@
  *   cameras:
  *     - id: front
  *       url: rtsp://user:pass@192.0.2.10:554/stream
+ *       detect-url: rtsp://user:pass@192.0.2.10:554/sub   # frames from the sub-stream
+ *       jpeg-width: 640
  *       fps: 10
  *       transport: udp
  *       timeout: 3s
@@ -13,10 +15,12 @@
  *       ffmpeg-options: { buffer_size: 1048576 }
  */
 import { parseValue } from '../config/parse-value.js';
+import { redactUrl } from '../config/redact.js';
 import type { KeySpec } from '../config/schema.js';
 import { InvalidInputError } from '../domain/errors.js';
-import { parseCameraSpec, type CameraSpec } from './camera-spec.js';
+import { parseCameraSpec, type CameraKind, type CameraSpec } from './camera-spec.js';
 import { DEFAULT_VALIDATION, parsePolicy, type ValidationOptions } from './frame-check.js';
+import type { HwaccelChoice } from './hwaccel.js';
 
 export interface CameraSettings {
   fps: number;
@@ -29,8 +33,16 @@ export interface CameraSettings {
   validation: ValidationOptions;
   /** Gray thumbnail width stored beside the JPEG (0: none). */
   thumbnailWidth: number;
-  /** Downscale JPEGs wider than this (keeps the aspect ratio). */
+  /** Downscale JPEGs wider than this (keeps the aspect ratio): `jpegWidth`, or the older `max-width` camera key. */
   maxWidth?: number;
+  /**
+   * The camera's lower-resolution stream (sub-stream): frames are taken from it, and the
+   * camera's own url is not opened by capture (it stays the camera's identity, for
+   * recorders and live view, which read the full stream themselves).
+   */
+  detect?: { url: string; kind: CameraKind };
+  /** Decode on this device (resolved once at start-up by resolveHwaccel). */
+  hwaccel?: HwaccelChoice;
   ffmpegOptions: Record<string, string>;
   /** Files: start over at the end (default true). */
   loop: boolean;
@@ -75,6 +87,8 @@ const CAMERA_KEYS: Record<string, Parse> = {
   frozenAfter: (n, r) => ({ validation: { frozenAfterMs: typed({ type: 'duration', min: 100 })(n, r) as number } }),
   thumbnailWidth: (n, r) => ({ thumbnailWidth: parseThumbnailWidth(n, r) }),
   maxWidth: (n, r) => ({ maxWidth: typed({ type: 'int', min: 16, max: 16384 })(n, r) as number }),
+  jpegWidth: (n, r) => ({ maxWidth: parseJpegWidth(n, r) }),
+  detectUrl: (n, r) => ({ detect: parseDetectUrl(n, r) }),
   ffmpegOptions: (n, r) => ({ ffmpegOptions: parseFfmpegOptions(n, r) }),
   loop: (n, r) => ({ loop: typed({ type: 'bool' })(n, r) as boolean }),
   priority: (n, r) => ({ priority: typed({ type: 'int', min: 0, max: 9 })(n, r) as number }),
@@ -96,6 +110,46 @@ export function parseThumbnailWidth(name: string, raw: unknown): number {
   const n = typed({ type: 'int', min: 0, max: 1920 })(name, raw) as number;
   if (n !== 0 && n < 8) throw new InvalidInputError(`${name}: "${String(raw)}" must be 0 (no thumbnail) or 8..1920`);
   return n;
+}
+
+/** 0 (full resolution: undefined) or a width of 16..16384. */
+export function parseJpegWidth(name: string, raw: unknown): number | undefined {
+  const n = typed({ type: 'int', min: 0, max: 16384 })(name, raw) as number;
+  if (n !== 0 && n < 16) throw new InvalidInputError(`${name}: "${String(raw)}" must be 0 (full resolution) or 16..16384`);
+  return n || undefined;
+}
+
+/** A sub-stream url: the same forms as a camera url (rtsp://, file, lavfi:); messages carry it redacted. */
+export function parseDetectUrl(name: string, raw: unknown): { url: string; kind: CameraKind } {
+  if (typeof raw !== 'string') throw new InvalidInputError(`${name}: must be a url (rtsp://, a file, lavfi:<graph>)`);
+  try {
+    const { url, kind } = parseCameraSpec(`detect=${raw}`);
+    return { url, kind };
+  } catch (err) {
+    throw new InvalidInputError(`${name}: ${(err as Error).message.replace(/^Camera "detect"(: )?/, '')}`);
+  }
+}
+
+/**
+ * `id=url` sub-streams (--detect-url, DETEKTR_DETECT_URLS, config `detectUrls`) onto the
+ * cameras they name; an id that is not a camera, or given twice, is an error naming it.
+ */
+export function withDetectUrls(cameras: CameraConfig[], specs: string[], what = '--detect-url'): CameraConfig[] {
+  const byId = new Map<string, { url: string; kind: CameraKind }>();
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    const id = eq > 0 ? spec.slice(0, eq) : '';
+    if (!id) throw new InvalidInputError(`${what}: "${redactUrl(spec)}" must be id=url, e.g. front=rtsp://cam/sub`);
+    if (!cameras.some((c) => c.id === id)) {
+      throw new InvalidInputError(`${what}: no camera "${id}" (cameras: ${cameras.map((c) => c.id).join(', ') || 'none'})`);
+    }
+    if (byId.has(id)) throw new InvalidInputError(`${what}: camera "${id}" is given twice`);
+    byId.set(id, parseDetectUrl(`${what} ${id}`, spec.slice(eq + 1)));
+  }
+  return cameras.map((c) => {
+    const detect = byId.get(c.id);
+    return detect ? { ...c, settings: { ...c.settings, detect } } : c;
+  });
 }
 
 /** `key=value` strings (flags) or a mapping (config file) of FFmpeg demuxer/protocol options. */

@@ -154,8 +154,10 @@ export class CaptureService {
       try {
         log.info('opening camera', { url: st.url, attempt: st.failures + 1 });
         const source = openVideoSource({
-          url: camera.url,
-          kind: camera.kind,
+          // A sub-stream, when the camera has one, is where its frames come from.
+          url: set.detect?.url ?? camera.url,
+          kind: set.detect?.kind ?? camera.kind,
+          hwaccel: set.hwaccel,
           fps: set.fps,
           jpegQuality: set.jpegQuality,
           maxWidth: set.maxWidth,

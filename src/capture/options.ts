@@ -1,8 +1,9 @@
 import type { Config } from '../config/load-config.js';
 import { InvalidInputError } from '../domain/errors.js';
-import { cameraConfigs } from './camera-config.js';
+import { cameraConfigs, withDetectUrls } from './camera-config.js';
 import type { CaptureOptions } from './capture-service.js';
 import { DEFAULT_VALIDATION, parsePolicy } from './frame-check.js';
+import { resolveHwaccel } from './hwaccel.js';
 
 /** What the host provides: connections and telemetry. */
 export type CaptureDeps = Pick<CaptureOptions, 'redis' | 'keys' | 'tracer' | 'metrics' | 'logger'>;
@@ -13,6 +14,9 @@ export interface CaptureExtras {
   maxFrames?: number;
   /** FFmpeg options for every camera (`capture --ffmpeg-option`); a camera's own ffmpeg-options win. */
   ffmpegOptions?: Record<string, string>;
+  /** Where config.detectUrls / config.hwaccel came from, for their errors (default: the config key). */
+  detectUrlsFrom?: string;
+  hwaccelFrom?: string;
 }
 
 /**
@@ -22,28 +26,43 @@ export interface CaptureExtras {
  * starts); the returned function adds the host's connections.
  */
 export function captureOptions(config: Config, extras: CaptureExtras): (deps: CaptureDeps) => CaptureOptions {
-  const cameras = cameraConfigs(config.cameras, config.cameraOptions, extras.camerasFrom);
+  const cameras = withDetectUrls(
+    cameraConfigs(config.cameras, config.cameraOptions, extras.camerasFrom),
+    config.detectUrls,
+    extras.detectUrlsFrom ?? 'detectUrls',
+  );
+  if (config.jpegWidth !== 0 && config.jpegWidth < 16) {
+    throw new InvalidInputError(`--jpeg-width "${config.jpegWidth}" must be 0 (full resolution) or 16..16384`);
+  }
+  // A GPU asked for but not there stops here (exit 2), before any camera opens.
+  const hwaccel = resolveHwaccel(config.hwaccel, extras.hwaccelFrom ?? 'hwaccel');
   if (config.thumbnailWidth !== 0 && config.thumbnailWidth < 8) {
     throw new InvalidInputError(`--thumbnail-width "${config.thumbnailWidth}" must be 0 (no thumbnail) or 8..1920`);
   }
   const policy = parsePolicy(config.invalidFrames, '--invalid-frames');
-  return (deps) => ({
-    ...deps,
-    cameras,
-    fps: config.fps,
-    jpegQuality: config.jpegQuality,
-    payloadTtlMs: config.payloadTtl,
-    streamMaxLen: config.streamMaxLen,
-    maxFrames: extras.maxFrames,
-    settings: {
-      transport: config.rtspTransport,
-      timeoutMs: config.cameraTimeout,
-      stallTimeoutMs: config.stallTimeout,
-      thumbnailWidth: config.thumbnailWidth,
-      ffmpegOptions: extras.ffmpegOptions ?? {},
-      validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },
-    },
-    reconnect: { maxMs: config.reconnectMax },
-    offlineGraceMs: config.offlineGrace,
-  });
+  return (deps) => {
+    if (hwaccel.note) deps.logger.warn('hwaccel', { hwaccel: hwaccel.chosen, note: hwaccel.note });
+    else if (hwaccel.chosen !== 'none') deps.logger.info('hwaccel', { hwaccel: hwaccel.chosen, setting: hwaccel.setting });
+    return {
+      ...deps,
+      cameras,
+      fps: config.fps,
+      jpegQuality: config.jpegQuality,
+      payloadTtlMs: config.payloadTtl,
+      streamMaxLen: config.streamMaxLen,
+      maxFrames: extras.maxFrames,
+      settings: {
+        transport: config.rtspTransport,
+        timeoutMs: config.cameraTimeout,
+        stallTimeoutMs: config.stallTimeout,
+        thumbnailWidth: config.thumbnailWidth,
+        maxWidth: config.jpegWidth || undefined,
+        hwaccel: hwaccel.chosen,
+        ffmpegOptions: extras.ffmpegOptions ?? {},
+        validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },
+      },
+      reconnect: { maxMs: config.reconnectMax },
+      offlineGraceMs: config.offlineGrace,
+    };
+  };
 }

@@ -14,6 +14,7 @@ import { lookup } from 'node:dns/promises';
 import { redactUrl } from '../config/redact.js';
 import { InvalidInputError } from '../domain/errors.js';
 import { DEFAULT_VALIDATION, type FrameFlag, type ValidationOptions } from './frame-check.js';
+import type { HwaccelChoice } from './hwaccel.js';
 import { PHASE, PROGRESS, type OpenInfo, type ReaderOptions, type ReaderStats, type SourceKind } from './reader.js';
 import { ReaderThread, type ReaderSession } from './reader-thread.js';
 import { AV, deserializeError, SourceError, SourceTimeoutError } from './source-errors.js';
@@ -73,6 +74,8 @@ export interface VideoSourceOptions {
   ffmpegOptions?: Record<string, string>;
   /** decoder threads (default 1: cameras already decode in parallel) */
   decoderThreads?: number;
+  /** decode on this device (already resolved: resolveHwaccel in hwaccel.ts); default none */
+  hwaccel?: HwaccelChoice;
   /** files: reopen at EOF (default true) */
   loop?: boolean;
   validation?: Partial<ValidationOptions>;
@@ -172,6 +175,7 @@ function resolveOptions(opts: VideoSourceOptions): Resolved {
       decoderThreads,
       loop: opts.loop ?? true,
       validation: { ...DEFAULT_VALIDATION, ...opts.validation },
+      hwaccel: opts.hwaccel ?? 'none',
     },
     openTimeoutMs,
     readTimeoutMs,

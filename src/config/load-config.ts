@@ -47,6 +47,9 @@ export interface Config {
   invalidFrames: string;
   frozenAfter: number;
   thumbnailWidth: number;
+  jpegWidth: number;
+  detectUrls: string[];
+  hwaccel: 'none' | 'vaapi' | 'cuda' | 'qsv' | 'auto';
   /** Per-camera keys of the config file's `cameras` objects (beyond id and url), by camera id; only when the cameras come from the file. */
   cameraOptions?: Record<string, Record<string, unknown>>;
 }

@@ -264,6 +264,28 @@ export const CONFIG_KEYS = {
     max: 1920,
     description: 'capture: width of a gray thumbnail stored beside each JPEG (0: none)',
   },
+  jpegWidth: {
+    type: 'int',
+    default: 0,
+    env: 'DETEKTR_JPEG_WIDTH',
+    min: 0,
+    max: 16384,
+    description: 'capture: downscale JPEGs wider than this, keeping the aspect ratio (0: full resolution)',
+  },
+  detectUrls: {
+    type: 'list',
+    default: [],
+    env: 'DETEKTR_DETECT_URLS',
+    description:
+      "capture: id=url of a camera's lower-resolution stream (sub-stream) to take frames from instead of its url, which capture then does not open",
+  },
+  hwaccel: {
+    type: 'string',
+    default: 'none',
+    env: 'DETEKTR_HWACCEL',
+    choices: ['none', 'vaapi', 'cuda', 'qsv', 'auto'],
+    description: 'capture: decode on a GPU: none, vaapi, cuda, qsv, or auto (the first that opens; else software, reported)',
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_KEYS;

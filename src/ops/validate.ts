@@ -40,6 +40,8 @@ export interface ValidateOptions {
   checkTimeoutMs?: number;
   /** The Redis connection's latest error event, for the real cause of a failed connection. */
   redisError?: () => unknown;
+  /** Capture's hwaccel setting: adds the `hwaccel` line (devices this machine has, the one chosen). */
+  hwaccel?: string;
 }
 
 export interface ValidateReport {
@@ -229,6 +231,12 @@ async function e2eCheck(o: ValidateOptions, e2e: NonNullable<ValidateOptions['e2
   return { check: 'e2e probe', status: 'fail', detail: `probe ${probe.frameId} not completed within ${e2e.timeoutMs} ms (${last})` };
 }
 
+/** Loads node-av only when asked: the other checks do not need it. */
+async function hwaccelCheck(setting: string): Promise<CheckResult> {
+  const { hwaccelReport } = await import('../capture/hwaccel.js');
+  return { check: 'hwaccel', ...hwaccelReport(setting) };
+}
+
 /** Runs every check concurrently, each bounded in time; the report's status is the worst. */
 export async function validate(o: ValidateOptions): Promise<ValidateReport> {
   const started = performance.now();
@@ -250,6 +258,7 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
     o.otlpEndpoint ? exporterCheck(o.otlpEndpoint, limit, o.otlpProtocol).then((r) => [r]) : Promise.resolve([]),
   ]);
   const checks = groups.flat();
+  if (o.hwaccel) checks.push(await hwaccelCheck(o.hwaccel));
   if (o.e2e) {
     const ready = !checks.some((c) => c.status === 'fail' && (c.check === 'redis' || c.check === 'postgres' || c.check === 'processors'));
     checks.push(

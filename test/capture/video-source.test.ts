@@ -16,6 +16,7 @@ import {
 } from '../../src/capture/video-source.js';
 import type { SourceTimeoutError } from '../../src/capture/source-errors.js';
 import { ConnectionError, InvalidInputError, TimeoutError } from '../../src/domain/errors.js';
+import { makeMp4 } from '../helpers/make-mp4.js';
 
 const TESTSRC = 'testsrc2=size=640x360:rate=25';
 
@@ -54,27 +55,6 @@ function expectJpeg(img: CapturedImage, width: number, height: number): void {
   expect(img.jpeg.subarray(-2)).toEqual(Buffer.from([0xff, 0xd9]));
   expect({ width: img.width, height: img.height }).toEqual({ width, height });
   expect(jpegSize(img.jpeg)).toEqual({ width, height });
-}
-
-/** An H.264 mp4 of `frames` frames at 25 fps, made with node-av (no ffmpeg CLI here). */
-async function makeMp4(path: string, frames: number): Promise<void> {
-  const input = await Demuxer.open(`testsrc2=size=320x240:rate=25,format=yuv420p,trim=end_frame=${frames}`, {
-    format: 'lavfi',
-  });
-  try {
-    const decoder = await Decoder.create(input.video()!);
-    const encoder = await Encoder.create(FF_ENCODER_LIBX264, { decoder, options: { preset: 'ultrafast' } });
-    const output = await Muxer.open(path);
-    try {
-      await pipeline(input, decoder, encoder, output).completion;
-    } finally {
-      await output.close();
-      encoder.close();
-      decoder.close();
-    }
-  } finally {
-    await input.close();
-  }
 }
 
 interface TestServer {
@@ -600,7 +580,9 @@ describe('openVideoSource: validation, thumbnails, stalls, backlog', () => {
     const opened: OpenInfo[] = [];
     const stats: ReaderStats[] = [];
     await take({ url: TESTSRC, kind: 'lavfi', fps: 25, onOpen: (i) => opened.push(i), onStats: (s) => stats.push(s) }, 30);
-    expect(opened).toEqual([{ codec: 'wrapped_avframe', width: 640, height: 360, nativeFps: 25 }]);
+    expect(opened).toEqual([
+      { codec: 'wrapped_avframe', width: 640, height: 360, nativeFps: 25, url: `lavfi:${TESTSRC}`, decode: 'software' },
+    ]);
     const decodes = stats.flatMap((s) => s.decodeMs);
     expect(decodes.length).toBeGreaterThan(0);
     expect(decodes.every((ms) => ms >= 0)).toBe(true);

@@ -84,6 +84,12 @@ const KEYS: Record<ConfigKey, Entry> = {
   invalidFrames: { value: 'corrupt=drop,black=drop,frozen=off', services: ['capture'] },
   frozenAfter: { value: '4s', services: ['capture'] },
   thumbnailWidth: { value: 64, services: ['capture'] },
+  jpegWidth: { value: 640, services: ['capture'] },
+  detectUrls: { value: ['a=testsrc'], services: ['capture'] },
+  hwaccel: {
+    value: 'auto',
+    host: 'resolved once in captureOptions, which capture and run share; without a GPU auto decodes in software (test/capture/hwaccel.test.ts)',
+  },
 };
 
 /** Keys of a camera's own entry in the config file, each with a value that is not the default. */
@@ -97,6 +103,8 @@ const CAMERA_KEYS: Record<string, unknown> = {
   frozenAfter: '2s',
   thumbnailWidth: 40,
   maxWidth: 640,
+  jpegWidth: 320,
+  detectUrl: 'testsrc',
   ffmpegOptions: { buffer_size: 1048576 },
   loop: false,
   priority: 8,

@@ -1,0 +1,154 @@
+// JPEG encoders side by side on the same decoded frames of the bench's camera stream,
+// in one process, rounds alternated (bench/capture.bench.ts runs this in a child process;
+// alone: npx tsx bench/capture-encoders.ts <rtsp-url> [--frames 50] [--rounds 3]).
+// CPU is the whole process's (process.cpuUsage: every thread, libvips' included), per
+// frame; quality is the PSNR of the decoded JPEG (libjpeg-turbo, via sharp) against the
+// full-range RGB of the source frame, at the same size.
+import '../src/capture/node-av-polyfill.js';
+import { parseArgs } from 'node:util';
+import { AV_PIX_FMT_RGB24, AVMEDIA_TYPE_VIDEO, SWS_BILINEAR } from 'node-av/constants';
+import { Codec, CodecContext, Dictionary, FormatContext, Frame, Packet } from 'node-av/lib';
+import sharp from 'sharp';
+import { FullRangeLut } from '../src/capture/full-range.js';
+import { JpegEncoder } from '../src/capture/jpeg-encoder.js';
+import { Scaler } from '../src/capture/reader-scaler.js';
+import { printTable } from './lib/table.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    frames: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '3' },
+    quality: { type: 'string', default: '80' },
+  },
+});
+const url = positionals[0];
+const FRAMES = Number(values.frames);
+const ROUNDS = Number(values.rounds);
+const QUALITY = Number(values.quality);
+const REPEAT = 4; // encodes of each frame per round
+
+function decodeFrames(): Frame[] {
+  const fmt = new FormatContext();
+  const opts = Dictionary.fromObject({ rtsp_transport: 'tcp', probesize: '32768', analyzeduration: '500000', timeout: '5000000' });
+  if (fmt.openInputSync(url, null, opts) < 0 || fmt.findStreamInfoSync(null) < 0) throw new Error(`cannot open ${url}`);
+  const index = fmt.findBestStream(AVMEDIA_TYPE_VIDEO);
+  const par = fmt.streams[index].codecpar;
+  const codec = Codec.findDecoder(par.codecId)!;
+  const dec = new CodecContext();
+  dec.allocContext3(codec);
+  dec.parametersToContext(par);
+  dec.threadCount = 1;
+  if (dec.open2Sync(codec, null) < 0) throw new Error('cannot open the decoder');
+  const pkt = new Packet();
+  pkt.alloc();
+  const frame = new Frame();
+  frame.alloc();
+  const out: Frame[] = [];
+  // Every 2nd decoded frame (10 fps of 25, roughly), after the first second.
+  let n = 0;
+  while (out.length < FRAMES && fmt.readFrameSync(pkt) >= 0) {
+    if (pkt.streamIndex === index && dec.sendPacketSync(pkt) >= 0) {
+      while (dec.receiveFrameSync(frame) >= 0) {
+        if (++n > 25 && n % 2 === 0 && out.length < FRAMES) out.push(frame.clone()!);
+        frame.unref();
+      }
+    }
+    pkt.unref();
+  }
+  dec.freeContext();
+  fmt.closeInputSync();
+  return out;
+}
+
+const frames = decodeFrames();
+const { width: W, height: H } = frames[0];
+const rgbScaler = new Scaler(SWS_BILINEAR);
+/** Packed full-range RGB of a frame (what libjpeg-turbo takes, and the PSNR reference). */
+function rgb(f: Frame): Buffer {
+  const o = rgbScaler.scale(f, W, H, AV_PIX_FMT_RGB24, true);
+  const ls = o.linesize[0];
+  const src = o.data![0];
+  const b = Buffer.allocUnsafe(W * H * 3);
+  for (let y = 0; y < H; y++) src.copy(b, y * W * 3, y * ls, y * ls + W * 3);
+  return b;
+}
+// A full-range copy of each frame: what a camera that sends full range gives the encoder.
+const lut = new FullRangeLut();
+const fullRange = frames.map((f) => lut.convert(f).clone()!);
+
+sharp.concurrency(1);
+const before = new JpegEncoder(QUALITY, undefined, 'swscale');
+const planes = new JpegEncoder(QUALITY);
+const small = new JpegEncoder(QUALITY, 640);
+const rangeScaler = new Scaler(SWS_BILINEAR);
+const rangeLut = new FullRangeLut();
+
+type Encode = (i: number) => Buffer | Promise<Buffer> | undefined;
+const variants: { what: string; encode: Encode; psnr: boolean }[] = [
+  { what: 'FFmpeg mjpeg, range by swscale first (before)', encode: (i) => before.encode(frames[i]).jpeg, psnr: true },
+  { what: 'FFmpeg mjpeg from the planes, range by LUT (default)', encode: (i) => planes.encode(frames[i]).jpeg, psnr: true },
+  {
+    what: `libjpeg-turbo (sharp ${sharp.versions.sharp}), swscale to RGB first`,
+    encode: (i) =>
+      sharp(rgb(frames[i]), { raw: { width: W, height: H, channels: 3 } })
+        .jpeg({ quality: QUALITY })
+        .toBuffer(),
+    psnr: true,
+  },
+  { what: 'FFmpeg mjpeg from the planes, full-range source (no conversion)', encode: (i) => planes.encode(fullRange[i]).jpeg, psnr: true },
+  { what: 'FFmpeg mjpeg, --jpeg-width 640 (one swscale pass)', encode: (i) => small.encode(frames[i]).jpeg, psnr: false },
+  {
+    what: '  range conversion alone: swscale',
+    encode: (i) => void rangeScaler.scale(frames[i], W, H, frames[i].format as never, true),
+    psnr: false,
+  },
+  { what: '  range conversion alone: LUT', encode: (i) => void rangeLut.convert(frames[i]), psnr: false },
+];
+
+const cpu: number[][] = variants.map(() => []);
+const bytes: number[] = variants.map(() => 0);
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [v, variant] of variants.entries()) {
+    for (let i = 0; i < 5; i++) await variant.encode(i % frames.length); // warm
+    let size = 0;
+    const c0 = process.cpuUsage();
+    for (let k = 0; k < REPEAT; k++) for (let i = 0; i < frames.length; i++) size += (await variant.encode(i))?.length ?? 0;
+    const c = process.cpuUsage(c0);
+    cpu[v].push((c.user + c.system) / 1000 / (REPEAT * frames.length));
+    bytes[v] = size / (REPEAT * frames.length);
+  }
+}
+
+async function psnr(encode: Encode): Promise<number> {
+  let se = 0;
+  let n = 0;
+  for (let i = 0; i < frames.length; i += 5) {
+    const jpeg = (await encode(i))!;
+    const ref = rgb(frames[i]);
+    const { data } = await sharp(jpeg).raw().toBuffer({ resolveWithObject: true });
+    for (let k = 0; k < ref.length; k++) se += (ref[k] - data[k]) ** 2;
+    n += ref.length;
+  }
+  return 10 * Math.log10((255 * 255) / (se / n));
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const base = median(cpu[0]);
+const rows: Record<string, string | number>[] = [];
+for (const [v, variant] of variants.entries()) {
+  rows.push({
+    what: variant.what,
+    'CPU ms/frame': median(cpu[v]),
+    'x before': median(cpu[v]) / base,
+    'KiB/frame': bytes[v] ? bytes[v] / 1024 : '',
+    'PSNR dB (RGB)': variant.psnr ? await psnr(variant.encode) : '',
+  });
+}
+printTable(
+  `JPEG q${QUALITY} of ${W}x${H} frames of the stream, ${frames.length} frames x ${REPEAT} per round, medians of ${ROUNDS} rounds (CPU of the whole process per frame)`,
+  rows,
+);
+for (const f of [...frames, ...fullRange]) f.free();
+for (const e of [before, planes, small, rangeScaler, rangeLut, lut, rgbScaler]) e.close();
+process.exit(0);
