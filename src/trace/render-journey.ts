@@ -1,7 +1,8 @@
 import Table from 'cli-table3';
 import type { Journey, JourneyEvent, JourneyStage } from './journey.js';
 import type { SpanSummary } from './trace-backend.js';
-import { painter, type Paint, type Style } from '../terminal/colors.js';
+import { painter, type Paint } from '../terminal/colors.js';
+import { STATE_STYLE, tableStyle } from './render-style.js';
 
 export interface RenderOptions {
   /** Link to the frame's trace in the trace UI (see trace-backend.ts traceLinks). */
@@ -14,25 +15,15 @@ export interface RenderOptions {
   color?: boolean;
 }
 
-const STATE_STYLE: Record<string, Style> = {
-  completed: 'green',
-  failed: 'red',
-  dropped: 'magenta',
-  processing: 'yellow',
-  queued: 'cyan',
-  captured: 'gray',
-};
-
 const BAR_WIDTH = 20;
 
 /** The human view of `detektr trace find`: header, events, stages with a timeline bar. */
 export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
   const paint = painter(opts.color);
   const state = (s: string) => paint(STATE_STYLE[s] ?? 'gray', s);
-  // compact: no rule between rows, so a long journey stays on one screen.
-  const tableStyle = opts.color ? { head: ['cyan'], border: ['gray'], compact: true } : { head: [], border: [], compact: true };
+  const style = tableStyle(opts.color);
 
-  const header = new Table({ style: tableStyle });
+  const header = new Table({ style });
   header.push(
     { frame: j.frameId },
     { camera: j.cameraId },
@@ -54,7 +45,7 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
     header.push({ image: `${j.width}x${j.height} ${j.format ?? ''} ${j.sizeBytes === null ? '' : `${j.sizeBytes} B`}`.trim() });
   }
 
-  const events = new Table({ head: ['+ms', 'event', 'source', 'processor', 'detail'], style: tableStyle });
+  const events = new Table({ head: ['+ms', 'event', 'source', 'processor', 'detail'], style });
   for (const e of j.events) {
     events.push([{ content: ms(e.offsetMs), hAlign: 'right' }, eventType(e, paint), e.source, e.processorId ?? '', detail(e)]);
   }
@@ -64,7 +55,7 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
     const scale = timelineScale(j);
     const stages = new Table({
       head: ['processor', 'capability', 'state', 'attempts', 'wait ms', 'run ms', 'timeline'],
-      style: tableStyle,
+      style,
     });
     for (const s of j.stages) {
       stages.push([
@@ -82,7 +73,7 @@ export function renderJourney(j: Journey, opts: RenderOptions = {}): string {
   if (j.cameraEvents.length > 0) {
     const cams = new Table({
       head: ['+ms', `camera ${j.cameraId} (within ${Math.round(j.cameraWindowMs / 1000)} s)`, 'source', 'reason'],
-      style: tableStyle,
+      style,
     });
     for (const c of j.cameraEvents) {
       const style = c.type === 'camera.online' ? 'green' : c.type === 'camera.offline' ? 'red' : 'yellow';

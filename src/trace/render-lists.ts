@@ -1,21 +1,9 @@
 import Table from 'cli-table3';
 import type { CameraReport, FailureReport, FrameBrief, SlowReport } from './queries.js';
 import { painter, type Paint, type Style } from '../terminal/colors.js';
+import { STATE_STYLE, tableStyle } from './render-style.js';
 
 /** Human views of `detektr trace slow|failures|search|camera` (the JSON is the report itself). */
-
-const STATE_STYLE: Record<string, Style> = {
-  completed: 'green',
-  failed: 'red',
-  dropped: 'magenta',
-  processing: 'yellow',
-  queued: 'cyan',
-  captured: 'gray',
-};
-
-function tableStyle(color?: boolean) {
-  return color ? { head: ['cyan'], border: ['gray'], compact: true } : { head: [], border: [], compact: true };
-}
 
 function ms(v: number | null): string {
   if (v === null) return '';
