@@ -6,12 +6,13 @@
 // full-range RGB of the source frame, at the same size.
 import '../src/capture/node-av-polyfill.js';
 import { parseArgs } from 'node:util';
-import { AV_PIX_FMT_RGB24, AVMEDIA_TYPE_VIDEO, SWS_BILINEAR } from 'node-av/constants';
-import { Codec, CodecContext, Dictionary, FormatContext, Frame, Packet } from 'node-av/lib';
+import { AV_PIX_FMT_RGB24, SWS_BILINEAR } from 'node-av/constants';
+import { Frame } from 'node-av/lib';
 import sharp from 'sharp';
 import { FullRangeLut } from '../src/capture/full-range.js';
 import { JpegEncoder } from '../src/capture/jpeg-encoder.js';
 import { Scaler } from '../src/capture/reader-scaler.js';
+import { openSyncDecoder } from './lib/sync-decoder.js';
 import { printTable } from './lib/table.js';
 
 const { values, positionals } = parseArgs({
@@ -29,21 +30,12 @@ const QUALITY = Number(values.quality);
 const REPEAT = 4; // encodes of each frame per round
 
 function decodeFrames(): Frame[] {
-  const fmt = new FormatContext();
-  const opts = Dictionary.fromObject({ rtsp_transport: 'tcp', probesize: '32768', analyzeduration: '500000', timeout: '5000000' });
-  if (fmt.openInputSync(url, null, opts) < 0 || fmt.findStreamInfoSync(null) < 0) throw new Error(`cannot open ${url}`);
-  const index = fmt.findBestStream(AVMEDIA_TYPE_VIDEO);
-  const par = fmt.streams[index].codecpar;
-  const codec = Codec.findDecoder(par.codecId)!;
-  const dec = new CodecContext();
-  dec.allocContext3(codec);
-  dec.parametersToContext(par);
-  dec.threadCount = 1;
-  if (dec.open2Sync(codec, null) < 0) throw new Error('cannot open the decoder');
-  const pkt = new Packet();
-  pkt.alloc();
-  const frame = new Frame();
-  frame.alloc();
+  const { fmt, index, dec, pkt, frame } = openSyncDecoder(url, {
+    rtsp_transport: 'tcp',
+    probesize: '32768',
+    analyzeduration: '500000',
+    timeout: '5000000',
+  });
   const out: Frame[] = [];
   // Every 2nd decoded frame (10 fps of 25, roughly), after the first second.
   let n = 0;

@@ -11,11 +11,10 @@
 import '../../src/capture/node-av-polyfill.js';
 import { parseArgs } from 'node:util';
 import { Decoder, Demuxer } from 'node-av/api';
-import { AVMEDIA_TYPE_VIDEO } from 'node-av/constants';
-import { Codec, CodecContext, Dictionary, FormatContext, Frame, Packet } from 'node-av/lib';
 import { DEFAULT_VALIDATION } from '../../src/capture/frame-check.js';
 import type { JpegPath } from '../../src/capture/jpeg-encoder.js';
 import { runReader } from '../../src/capture/reader.js';
+import { openSyncDecoder } from './sync-decoder.js';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -26,21 +25,7 @@ const OPTIONS = { rtsp_transport: 'tcp', probesize: '32768', analyzeduration: '5
 let frames = 0;
 
 if (mode === 'decode') {
-  const fmt = new FormatContext();
-  if (fmt.openInputSync(url, null, Dictionary.fromObject(OPTIONS)) < 0 || fmt.findStreamInfoSync(null) < 0)
-    throw new Error(`cannot open ${url}`);
-  const index = fmt.findBestStream(AVMEDIA_TYPE_VIDEO);
-  const par = fmt.streams[index].codecpar;
-  const codec = Codec.findDecoder(par.codecId)!;
-  const dec = new CodecContext();
-  dec.allocContext3(codec);
-  dec.parametersToContext(par);
-  dec.threadCount = 1;
-  if (dec.open2Sync(codec, null) < 0) throw new Error('cannot open the decoder');
-  const pkt = new Packet();
-  pkt.alloc();
-  const frame = new Frame();
-  frame.alloc();
+  const { fmt, index, dec, pkt, frame } = openSyncDecoder(url, OPTIONS);
   // Sync calls block the event loop: let signals in now and then.
   for (;;) {
     for (let i = 0; i < 25; i++) {
