@@ -1,7 +1,5 @@
 import { MalformedMessageError } from '../domain/errors.js';
-import { idProblem, MAX_TIME_MS, ULID_RE } from '../domain/frame-id.js';
-
-export { MAX_TIME_MS };
+import { idProblem, ULID_RE } from '../domain/frame-id.js';
 
 /** A stream entry's fields as Redis returns them: [name, value, name, value, ...]. */
 export type FieldList = string[];
@@ -94,7 +92,7 @@ export class FieldReader {
 
   /** A frame id or event id, by the one rule of src/domain/frame-id.ts. */
   id(name: string): string {
-    const v = this.string(name, ULID_FIELD_RE);
+    const v = this.string(name, ULID_RE);
     if (idProblem(v)) throw new MalformedMessageError(`field ${name} carries a time after the year 9999`, name);
     return v;
   }
@@ -139,5 +137,3 @@ export class FieldReader {
 }
 
 export const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-/** The shape of a ULID only; FieldReader#id and isFrameId also check its time. */
-export const ULID_FIELD_RE = ULID_RE;

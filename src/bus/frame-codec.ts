@@ -1,7 +1,8 @@
 import type { FrameMessage } from '../domain/frame.js';
 import { frameIdTime } from '../domain/frame-id.js';
 import { MalformedMessageError } from '../domain/errors.js';
-import { decodeFieldMap, FieldReader, ID_RE, MAX_TIME_MS, MESSAGE_VERSION, toFieldList, type FieldList } from './fields.js';
+import { MAX_TIME_MS } from '../domain/frame-id.js';
+import { decodeFieldMap, FieldReader, ID_RE, MESSAGE_VERSION, toFieldList, type FieldList } from './fields.js';
 
 const CAPS_RE = /^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64}){0,31}$/;
 
