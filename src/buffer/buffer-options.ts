@@ -1,5 +1,5 @@
 import type { Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { RedisKeys } from '../bus/keys.js';
 import { InvalidInputError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -8,8 +8,8 @@ import type { ShedPolicy } from './pressure.js';
 import type { StrategyName } from './router.js';
 
 export interface BufferOptions {
-  redis: Redis;
-  blocking: Redis;
+  redis: RedisClient;
+  blocking: RedisClient;
   keys: RedisKeys;
   tracer: Tracer;
   metrics: Metrics;

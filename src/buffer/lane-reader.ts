@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { FieldList } from '../bus/fields.js';
 import { decodeFrame } from '../bus/frame-codec.js';
 import { delAndAppend, type DelAndAppend } from '../bus/handoff.js';
@@ -19,7 +19,7 @@ export interface Waiting {
 }
 
 export interface LaneReaderOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   metrics: Metrics;
   logger: Logger;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { FieldList } from '../bus/fields.js';
 import { groupLag } from '../bus/group-lag.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
@@ -14,7 +14,7 @@ import type { QueueSnapshot, RegistrySnapshot } from './snapshot.js';
 export type RawLanes = [id: string, fields: FieldList][][];
 
 export interface RegistryViewOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   metrics: Metrics;
   logger: Logger;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { RedisKeys } from '../bus/keys.js';
 
 /** What one running instance reports about itself with every heartbeat. */
@@ -85,7 +85,7 @@ function parseInstance(raw: string): InstanceStats | undefined {
  */
 export class ProcessorRegistry {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly ttlMs: number,
   ) {}

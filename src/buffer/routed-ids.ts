@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 
 /** How often the shared set is read again: other buffers add the ids they route to. */
 const RELOAD_MS = 5000;
@@ -13,7 +13,7 @@ export class RoutedIds {
   private loadedAt = 0;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
   ) {}
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { FieldList } from '../bus/fields.js';
 import { LuaScript, type ScriptArg, type ScriptCall } from '../bus/script.js';
 
@@ -41,7 +41,12 @@ export interface DispatchCall {
 
 export type DispatchOutcome = 'sent' | 'taken' | 'full';
 
-export async function dispatchFrames(redis: Redis, events: string, calls: DispatchCall[], maxLen: number): Promise<DispatchOutcome[]> {
+export async function dispatchFrames(
+  redis: RedisClient,
+  events: string,
+  calls: DispatchCall[],
+  maxLen: number,
+): Promise<DispatchOutcome[]> {
   const scripted: ScriptCall[] = calls.map((c) => {
     const args: ScriptArg[] = [c.entryId, maxLen, c.routes.length, ...c.routes.map((r) => r.capacity)];
     for (const r of c.routes) args.push(r.message.length, ...r.message);
@@ -103,7 +108,7 @@ export interface DirectCall {
 
 export type DirectOutcome = 'sent' | 'laned' | 'duplicate';
 
-export async function intakeDirect(redis: Redis, events: string, calls: DirectCall[], maxLen: number): Promise<DirectOutcome[]> {
+export async function intakeDirect(redis: RedisClient, events: string, calls: DirectCall[], maxLen: number): Promise<DirectOutcome[]> {
   const res = await INTAKE_DIRECT.runMany(
     redis,
     calls.map((c) => {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import { COUNTER_FIELDS, type RedisKeys } from '../bus/keys.js';
 import type { BreakerBoard, BreakerSnapshot } from './breaker.js';
 import { LANES, type Lane } from './lanes.js';
@@ -28,7 +28,7 @@ export interface BufferStatus {
 }
 
 export interface StatusOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   view: RegistryView;
   breakers: BreakerBoard;

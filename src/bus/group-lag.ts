@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 export interface GroupLag {
   stream: string;
@@ -10,7 +10,7 @@ export interface GroupLag {
 }
 
 /** Lag and pending of every group on a stream; an absent stream has none. */
-export async function groupLag(redis: Redis, stream: string): Promise<GroupLag[]> {
+export async function groupLag(redis: RedisClient, stream: string): Promise<GroupLag[]> {
   let rows: unknown[][];
   try {
     rows = (await redis.xinfo('GROUPS', stream)) as unknown[][];

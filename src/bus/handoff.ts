@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { FieldList } from './fields.js';
 import { LuaScript, type ScriptArg, type ScriptCall } from './script.js';
 
@@ -76,7 +76,7 @@ export function ackAndAppendCall(c: AckAndAppend, countersKey: string, maxLen: n
 }
 
 /** Runs guarded hand-offs in one round trip; true per call that committed, false where it was done already. */
-export async function ackAndAppend(redis: Redis, countersKey: string, calls: AckAndAppend[], maxLen: number): Promise<boolean[]> {
+export async function ackAndAppend(redis: RedisClient, countersKey: string, calls: AckAndAppend[], maxLen: number): Promise<boolean[]> {
   const res = await ACK_AND_APPEND.runMany(
     redis,
     calls.map((c) => ackAndAppendCall(c, countersKey, maxLen)),
@@ -95,7 +95,7 @@ export interface DelAndAppend {
   counter?: string;
 }
 
-export async function delAndAppend(redis: Redis, countersKey: string, calls: DelAndAppend[], maxLen: number): Promise<boolean[]> {
+export async function delAndAppend(redis: RedisClient, countersKey: string, calls: DelAndAppend[], maxLen: number): Promise<boolean[]> {
   const res = await DEL_AND_APPEND.runMany(
     redis,
     calls.map((c) => ({

@@ -1,5 +1,5 @@
 import { ROOT_CONTEXT, SpanKind, trace, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { redactSecrets } from '../config/redact-text.js';
 import { makeEvent } from '../domain/events.js';
 import { frameIdTime, newFrameId, type FrameId } from '../domain/frame-id.js';
@@ -10,7 +10,7 @@ import type { RedisKeys } from './keys.js';
 import { addEvent, addFrame, execOrThrow } from './publish.js';
 
 export interface PublishFrameDeps {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   tracer: Tracer;
   payloadTtlMs: number;

@@ -1,6 +1,9 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { redactSecrets } from '../config/redact-text.js';
 import type { Logger } from '../telemetry/logger.js';
+
+/** A connection to one Redis, or to a Redis Cluster (ioredis Cluster routes each key to its node). */
+export type RedisClient = Redis | Cluster;
 
 export interface RedisConnectOptions {
   url: string;
@@ -16,7 +19,7 @@ export interface RedisConnectOptions {
  * forever: commands time out, and queued commands fail after the retry budget.
  * Blocking reads get their own connection (blockingRedis) so they never delay other calls.
  */
-export function createRedis(opts: RedisConnectOptions): Redis {
+export function createRedis(opts: RedisConnectOptions): RedisClient {
   const options: RedisOptions = {
     connectionName: opts.name,
     connectTimeout: 5000,
@@ -42,11 +45,11 @@ export function createRedis(opts: RedisConnectOptions): Redis {
 }
 
 /** A connection for XREADGROUP BLOCK: its command timeout must outlast the block time. */
-export function createBlockingRedis(opts: RedisConnectOptions & { blockMs: number }): Redis {
+export function createBlockingRedis(opts: RedisConnectOptions & { blockMs: number }): RedisClient {
   return createRedis({ ...opts, name: `${opts.name}:blocking`, commandTimeoutMs: opts.blockMs + 5000 });
 }
 
-export async function closeRedis(...conns: Redis[]): Promise<void> {
+export async function closeRedis(...conns: RedisClient[]): Promise<void> {
   await Promise.all(
     conns.map(async (c) => {
       if (c.status === 'end') return;
@@ -61,7 +64,7 @@ export async function closeRedis(...conns: Redis[]): Promise<void> {
 }
 
 /** Deletes every key under a prefix (SCAN, not KEYS, so a big Redis is not blocked). */
-export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+export async function deleteKeysWithPrefix(redis: RedisClient, prefix: string): Promise<number> {
   let cursor = '0';
   let deleted = 0;
   do {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 export type ScriptArg = string | number;
 
@@ -26,7 +26,7 @@ export class LuaScript {
     this.sha = createHash('sha1').update(lua).digest('hex');
   }
 
-  async run(redis: Redis, keys: string[], args: ScriptArg[]): Promise<unknown> {
+  async run(redis: RedisClient, keys: string[], args: ScriptArg[]): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {
@@ -39,7 +39,7 @@ export class LuaScript {
    * Many calls in one round trip (each call atomic on its own). Returns each call's reply,
    * or the Error it failed with; a failure of the connection itself throws.
    */
-  async runMany(redis: Redis, calls: ScriptCall[]): Promise<unknown[]> {
+  async runMany(redis: RedisClient, calls: ScriptCall[]): Promise<unknown[]> {
     if (!calls.length) return [];
     const send = async (useEval: boolean, which: number[]) => {
       const p = redis.pipeline();

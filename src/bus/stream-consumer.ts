@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import type { Redis, ChainableCommander } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { describeError, MalformedMessageError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -25,9 +26,9 @@ export interface DeadLetterEntry {
 }
 
 export interface StreamConsumerOptions<T> {
-  redis: Redis;
+  redis: RedisClient;
   /** Dedicated connection for XREADGROUP BLOCK, so a blocked read never delays other calls. */
-  blocking: Redis;
+  blocking: RedisClient;
   keys: RedisKeys;
   stream: string;
   group: string;
@@ -202,7 +203,7 @@ export class StreamConsumer<T> {
 
   /** Entries MAXLEN trimmed before this group read them: gone, so say so loudly and count them. */
   private async countTrimmedUnread(): Promise<void> {
-    if (this.opts.deleteOnAck) return; // XDEL on the stream: Redis cannot tell (and the writers check room instead)
+    if (this.opts.deleteOnAck) return; // XDEL on the stream: RedisClient cannot tell (and the writers check room instead)
     const lost = await countTrimmedUnread(this.opts.redis, this.opts.stream, this.opts.group, this.opts.keys.counters);
     if (lost <= 0) return;
     this.opts.metrics?.entriesDeadLettered.inc({ stream: this.opts.stream, reason: 'trimmed_unread' }, lost);
@@ -294,7 +295,7 @@ export class StreamConsumer<T> {
       const pending = (await this.opts.redis.xpending(this.opts.stream, this.opts.group, '-', '+', 1, this.opts.consumer)) as unknown[];
       if (pending.length === 0) await this.opts.redis.xgroup('DELCONSUMER', this.opts.stream, this.opts.group, this.opts.consumer);
     } catch {
-      // best effort: Redis may be gone at shutdown
+      // best effort: RedisClient may be gone at shutdown
     }
   }
 }

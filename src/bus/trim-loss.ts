@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { COUNTER_FIELDS } from './keys.js';
 import { LuaScript } from './script.js';
 
@@ -45,6 +45,6 @@ return 0
 );
 
 /** Counts (in `counters` field `trimmed:<stream>`) entries trimmed unread; see TRIM_LOSS. */
-export async function countTrimmedUnread(redis: Redis, stream: string, group: string, counters: string): Promise<number> {
+export async function countTrimmedUnread(redis: RedisClient, stream: string, group: string, counters: string): Promise<number> {
   return Number(await TRIM_LOSS.run(redis, [stream, counters], [group, COUNTER_FIELDS.trimmed(stream)]));
 }

@@ -1,5 +1,5 @@
 import type { Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { RedisKeys } from '../bus/keys.js';
 import { addCameraEvent, addEvent, execOrThrow } from '../bus/publish.js';
 import { FramePublishError, publishFrame, redactedError, startCaptureRoot, type PublishedFrame } from '../bus/publish-frame.js';
@@ -14,7 +14,7 @@ import type { CameraSettings } from './camera-config.js';
 import type { CapturedImage } from './video-source.js';
 
 export interface CapturePublisherOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   tracer: Tracer;
   metrics: Metrics;

@@ -1,5 +1,5 @@
 import type { Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { RedisKeys } from '../bus/keys.js';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { redactSecrets } from '../config/redact-text.js';
@@ -30,7 +30,7 @@ export interface ReconnectPolicy {
 }
 
 export interface CaptureOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   tracer: Tracer;
   metrics: Metrics;

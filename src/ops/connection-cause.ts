@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 
 const DNS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA']);
 const UNREACHABLE = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN']);
@@ -44,7 +44,7 @@ export function connectionCause(err: unknown): string {
  * here or by `lastError`, which saw the ones before we looked; describe it with
  * connectionCause), or, when none came, with how long it waited and in which state.
  */
-export function redisReady(redis: Redis, timeoutMs: number, lastError?: () => unknown): Promise<void> {
+export function redisReady(redis: RedisClient, timeoutMs: number, lastError?: () => unknown): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (fn: () => void) => {

@@ -1,5 +1,5 @@
 import type { Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type pg from 'pg';
 import { groupLag } from '../bus/group-lag.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
@@ -21,7 +21,7 @@ export interface LoadtestGates {
 export const DEFAULT_GATES: LoadtestGates = { maxLossPct: 1, minCompletenessPct: 99, maxP95Ms: 100, maxFailedPct: 1 };
 
 export interface LoadtestOptions {
-  redis: Redis;
+  redis: RedisClient;
   pool: pg.Pool;
   keys: RedisKeys;
   tracer: Tracer;

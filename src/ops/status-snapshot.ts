@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type pg from 'pg';
 import { ProcessorRegistry } from '../buffer/registry.js';
 import { groupLag, type GroupLag } from '../bus/group-lag.js';
@@ -33,7 +33,12 @@ export interface StatusSnapshot {
 }
 
 /** One look at the pipeline from Redis and PostgreSQL, for `detektr status`. */
-export async function statusSnapshot(o: { redis: Redis; pool: pg.Pool; keys: RedisKeys; processorTtlMs: number }): Promise<StatusSnapshot> {
+export async function statusSnapshot(o: {
+  redis: RedisClient;
+  pool: pg.Pool;
+  keys: RedisKeys;
+  processorTtlMs: number;
+}): Promise<StatusSnapshot> {
   const errors: string[] = [];
   const now = Date.now();
   const safe = async <T>(what: string, fn: () => Promise<T>, fallback: T): Promise<T> => {

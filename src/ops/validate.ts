@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import type { Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type pg from 'pg';
 import { ProcessorRegistry } from '../buffer/registry.js';
 import { groupLag } from '../bus/group-lag.js';
@@ -22,7 +22,7 @@ export interface CheckResult {
 }
 
 export interface ValidateOptions {
-  redis: Redis;
+  redis: RedisClient;
   pool: pg.Pool;
   keys: RedisKeys;
   tracer: Tracer;
@@ -268,7 +268,7 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
             status: 'fail' as const,
             detail: redactSecrets((err as Error).message),
           }))
-        : { check: 'e2e probe', status: 'fail', detail: 'skipped: Redis, PostgreSQL or processors are failing' },
+        : { check: 'e2e probe', status: 'fail', detail: 'skipped: RedisClient, PostgreSQL or processors are failing' },
     );
   }
   return { status: worst(checks.map((c) => c.status)), checks, durationMs: Math.round(performance.now() - started) };

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../config/load-config.js';
 import { redactedConfig } from '../config/load-config.js';
@@ -17,8 +17,8 @@ export interface WorkerContext {
   tracer: Tracer;
   keys: RedisKeys;
   /** Connections made through these are closed by the host at exit. */
-  redis(name?: string): Redis;
-  blockingRedis(name?: string): Redis;
+  redis(name?: string): RedisClient;
+  blockingRedis(name?: string): RedisClient;
 }
 
 export interface Worker {
@@ -47,7 +47,7 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
   const logger = createLogger({ component, level: config.logLevel });
   const tracing = initTracing(`detektr-${component}`);
   const metrics = createMetrics(component);
-  const conns: Redis[] = [];
+  const conns: RedisClient[] = [];
   const ctx: WorkerContext = {
     config,
     logger,

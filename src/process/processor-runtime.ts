@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { trace, type Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { encodeEvent } from '../bus/event-codec.js';
 import { decodeReadyFrame } from '../bus/frame-codec.js';
@@ -25,8 +25,8 @@ export interface ProcessorRuntimeOptions {
   processor: Processor;
   /** Registry id; instances sharing an id share its stream (load sharing, failover by reclaim). */
   id: string;
-  redis: Redis;
-  blocking: Redis;
+  redis: RedisClient;
+  blocking: RedisClient;
   keys: RedisKeys;
   tracer: Tracer;
   metrics: Metrics;
@@ -218,7 +218,8 @@ export class ProcessorRuntime {
   private async keepAlive(): Promise<void> {
     const old = [...this.inFlight.values()].filter((f) => Date.now() - f.startedAt > this.opts.claimIdleMs / 3).map((f) => f.entry.id);
     if (!old.length) return;
-    await this.opts.redis.xclaim(this.stream, GROUPS.processor, this.instance, 0, ...old, 'JUSTID');
+    // call(), not xclaim(): the typed overloads do not resolve on a Redis | Cluster union.
+    await this.opts.redis.call('XCLAIM', this.stream, GROUPS.processor, this.instance, 0, ...old, 'JUSTID');
   }
 
   private get holdLimit(): number {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type { RedisKeys } from '../bus/keys.js';
 import { PayloadExpiredError } from '../domain/errors.js';
 import type { FrameMessage } from '../domain/frame.js';
@@ -13,7 +13,7 @@ export class ShutdownError extends Error {}
 
 export interface RunFrameOptions {
   processor: Processor;
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   id: string;
   logger: Logger;

@@ -1,5 +1,5 @@
 import type { Tracer } from '@opentelemetry/api';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../bus/redis.js';
 import type pg from 'pg';
 import { decodeBusEvent, eventTraceparent, isCameraEvent, type BusEvent } from '../bus/event-codec.js';
 import type { FieldList } from '../bus/fields.js';
@@ -15,8 +15,8 @@ import { endSpan, extractContext, startMessagingSpan } from '../telemetry/tracin
 import { validateCameraEvent, validateEvent, writeBatch } from './event-writer.js';
 
 export interface StoreOptions {
-  redis: Redis;
-  blocking: Redis;
+  redis: RedisClient;
+  blocking: RedisClient;
   keys: RedisKeys;
   pool: pg.Pool;
   tracer: Tracer;
