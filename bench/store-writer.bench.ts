@@ -190,13 +190,14 @@ process.stdout.write(`target >= 50,000 events/s: ${best >= 50_000 ? 'met' : 'NOT
 if (values.service) {
   const { StoreService } = await import('../src/store/store-service.js');
   const { encodeEvent } = await import('../src/bus/event-codec.js');
-  const { redisKeys } = await import('../src/bus/keys.js');
+  const { singleShard } = await import('../src/bus/shards.js');
   const { createMetrics } = await import('../src/telemetry/metrics.js');
   const { createLogger } = await import('../src/telemetry/logger.js');
   const { Redis } = await import('ioredis');
   const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   const blocking = redis.duplicate();
-  const keys = redisKeys(`bench:store:${process.pid}:`);
+  const shards = singleShard(`bench:store:${process.pid}:`);
+  const [keys] = shards.all;
   const t = await target();
   try {
     for (let i = 0; i < events.length; i += 1000) {
@@ -206,8 +207,8 @@ if (values.service) {
     }
     const service = new StoreService({
       redis,
-      blocking,
-      keys,
+      blocking: [blocking],
+      shards,
       pool: t.pool,
       tracer: trace.getTracer('bench'),
       metrics: createMetrics('bench'),

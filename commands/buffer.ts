@@ -63,8 +63,8 @@ export function bufferCommand(): Command {
         const service = new BufferService(
           options({
             redis: ctx.redis(),
-            blocking: ctx.blockingRedis(),
-            keys: ctx.keys,
+            blocking: ctx.blockingPerShard(),
+            shards: ctx.shards,
             tracer: ctx.tracer,
             metrics: ctx.metrics,
             logger: ctx.logger,

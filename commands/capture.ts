@@ -44,6 +44,7 @@ export function captureCommand(): Command {
       "take camera id's frames from this lower-resolution stream (sub-stream); its own url is then not opened (repeatable)",
       collect,
     )
+    .option('--camera-shard <id=shard>', 'pin camera id to a shard (repeatable; default: by a hash of the id)', collect)
     .option('--hwaccel <type>', 'decode on a GPU: none, vaapi, cuda, qsv or auto (default none)')
     .option(
       '--ffmpeg-option <key=value>',
@@ -71,6 +72,7 @@ export function captureCommand(): Command {
       jpegWidth: flags.jpegWidth,
       detectUrls: flags.detectUrl,
       hwaccel: flags.hwaccel,
+      cameraShards: flags.cameraShard,
     });
     if (!config.cameras.length)
       throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');
@@ -92,7 +94,7 @@ export function captureCommand(): Command {
       create: (ctx) => {
         routeFfmpegLogs(ctx.logger.child({ source: 'ffmpeg' }));
         service = new CaptureService(
-          options({ redis: ctx.redis(), keys: ctx.keys, tracer: ctx.tracer, metrics: ctx.metrics, logger: ctx.logger }),
+          options({ redis: ctx.redis(), shards: ctx.shards, tracer: ctx.tracer, metrics: ctx.metrics, logger: ctx.logger }),
         );
         const s = service;
         return {

@@ -10,6 +10,7 @@ const SHARED: [flag: string, key: ConfigKey, help: string][] = [
   ['--database-url <url>', 'databaseUrl', 'PostgreSQL URL (env DATABASE_URL; default postgres://postgres@127.0.0.1:5432/detektr)'],
   ['--db-schema <name>', 'dbSchema', 'PostgreSQL schema (env DETEKTR_DB_SCHEMA; default detektr)'],
   ['--prefix <prefix>', 'prefix', 'prefix of every Redis key (env DETEKTR_PREFIX; default detektr:)'],
+  ['--shards <n>', 'shards', "Redis shards of the pipeline's keys; the same for every worker (env DETEKTR_SHARDS; default 1)"],
   ['--log-level <level>', 'logLevel', 'debug | info | warn | error (env DETEKTR_LOG_LEVEL; default info)'],
 ];
 

@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import { Command } from 'commander';
 import { createElement } from 'react';
-import { redisKeys } from '../src/bus/keys.js';
+import { shardSetOf } from '../src/bus/shards.js';
 import { closeRedis, createRedis } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
@@ -39,6 +39,8 @@ function render(r: LoadtestReport): string {
     { 'latency ms p50/p95/p99': `${r.latencyMs.p50 ?? '-'} / ${r.latencyMs.p95 ?? '-'} / ${r.latencyMs.p99 ?? '-'}` },
     { 'journey completeness %': String(r.journeyCompletenessPct) },
   );
+  if (r.shards.length > 1)
+    t.push({ 'per shard sent/completed': r.shards.map((s) => `s${s.shard}: ${s.sent}/${s.completed} (${s.cameras} cam)`).join(', ') });
   const g = new Table({ head: ['gate', 'value', 'threshold', 'result'], style: { head: [], border: [] } });
   for (const x of r.gates)
     g.push([
@@ -114,7 +116,7 @@ export function loadtestCommand(): Command {
       const report = await runLoadtest({
         redis,
         pool,
-        keys: redisKeys(config.prefix),
+        shards: shardSetOf(config),
         tracer: tracing.tracer,
         fps,
         cameras,

@@ -73,8 +73,8 @@ export function processCommand(): Command {
         const runtime = new ProcessorRuntime(
           build({
             redis: ctx.redis(),
-            blocking: ctx.blockingRedis(),
-            keys: ctx.keys,
+            blocking: ctx.blockingPerShard(),
+            shards: ctx.shards,
             tracer: ctx.tracer,
             metrics: ctx.metrics,
             logger: ctx.logger.child({ processor_id: id }),

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { redisKeys } from '../src/bus/keys.js';
+import { shardSetOf } from '../src/bus/shards.js';
 import { InvalidInputError } from '../src/domain/errors.js';
 import { localPipeline, pipelineOptions } from '../src/ops/local-pipeline.js';
 import { hostWorker } from '../src/ops/worker-host.js';
@@ -19,6 +19,7 @@ export function runCommand(): Command {
     .option('--camera <id=url>', 'a camera (repeatable; default demo=testsrc, a synthetic camera)', collect)
     .option('--processor <name>', `built-in processors to run (repeatable; default: ${BUILTIN_PROCESSOR_NAMES.join(', ')})`, collect)
     .option('--fps <n>', 'frames per second sampled from each camera (default 5)')
+    .option('--camera-shard <id=shard>', 'pin camera id to a shard (repeatable; default: by a hash of the id)', collect)
     .addOption(
       new Option('--max-frames <n>', 'stop each camera after n frames, drain, print a summary and exit').argParser((v) => {
         const n = Number(v);
@@ -28,7 +29,7 @@ export function runCommand(): Command {
     );
   withConfigOptions(cmd, { worker: true, dataDir: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
-    const loaded = resolveConfig(flags, { cameras: flags.camera, fps: flags.fps });
+    const loaded = resolveConfig(flags, { cameras: flags.camera, fps: flags.fps, cameraShards: flags.cameraShard });
     const { config, file } = loaded;
     if (!config.cameras.length) config.cameras = ['demo=testsrc'];
     const where = file ? `config file ${file}: ` : '';
@@ -59,7 +60,11 @@ export function runCommand(): Command {
       });
       const status = [...(pipeline?.capture.status.values() ?? [])];
       const published = status.reduce((n, s) => n + s.published, 0);
-      process.stdout.write(`published ${published} frames from ${status.length} camera(s) into ${redisKeys(config.prefix).captured}\n`);
+      process.stdout.write(
+        `published ${published} frames from ${status.length} camera(s) into ${shardSetOf(config)
+          .all.map((k) => k.captured)
+          .join(', ')}\n`,
+      );
       const last = await db.query<{ frame_id: string; state: string }>(
         'SELECT frame_id, state FROM frame_metadata ORDER BY captured_at DESC LIMIT 1',
       );

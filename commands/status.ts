@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { createElement } from 'react';
-import { redisKeys } from '../src/bus/keys.js';
+import { shardSetOf } from '../src/bus/shards.js';
 import { closeRedis, createRedis } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { resolveBackends } from '../src/embedded/resolve-backends.js';
@@ -13,6 +13,8 @@ function plain(s: StatusSnapshot): string {
   for (const c of s.cameras) lines.push(`  ${c.cameraId}  ${c.fps.toFixed(1)} fps  last frame ${Math.round(c.lastFrameAgeMs)} ms ago`);
   lines.push('queues:');
   for (const q of s.queues) lines.push(`  ${q.stream} ${q.group}  lag ${q.lag ?? '?'}  pending ${q.pending}`);
+  if (s.shards.length > 1)
+    lines.push(`shards: ${s.shards.map((x) => `s${x.shard} waiting ${x.captured} dead-letter ${x.deadLetter}`).join('; ')}`);
   lines.push('processors:');
   for (const p of s.processors)
     lines.push(
@@ -39,7 +41,8 @@ export function statusCommand(): Command {
     redis.on('error', () => undefined); // shown in the view
     const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 2000 });
     pool.on('error', () => undefined);
-    const load = () => statusSnapshot({ redis, pool, keys: redisKeys(config.prefix), processorTtlMs: config.processorTtl });
+    const shards = shardSetOf(config);
+    const load = () => statusSnapshot({ redis, pool, shards, processorTtlMs: config.processorTtl });
     try {
       if (flags.json || !process.stdout.isTTY) {
         const snap = await load();

@@ -24,8 +24,8 @@ export function storeCommand(): Command {
           const service = new StoreService(
             options({
               redis: ctx.redis(),
-              blocking: ctx.blockingRedis(),
-              keys: ctx.keys,
+              blocking: ctx.blockingPerShard(),
+              shards: ctx.shards,
               pool,
               tracer: ctx.tracer,
               metrics: ctx.metrics,

@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
 import { Command } from 'commander';
-import { redisKeys } from '../src/bus/keys.js';
+import { shardSetOf } from '../src/bus/shards.js';
 import { closeRedis, createRedis } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
@@ -45,7 +45,7 @@ export function validateCommand(): Command {
       const report = await validate({
         redis,
         pool,
-        keys: redisKeys(config.prefix),
+        shards: shardSetOf(config),
         tracer: tracing.tracer,
         redisError: () => redisError,
         processorTtlMs: config.processorTtl,

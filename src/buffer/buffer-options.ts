@@ -1,6 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { RedisClient } from '../bus/redis.js';
 import type { RedisKeys } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 import { InvalidInputError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -9,8 +10,9 @@ import type { StrategyName } from './router.js';
 
 export interface BufferOptions {
   redis: RedisClient;
-  blocking: RedisClient;
-  keys: RedisKeys;
+  /** One dedicated connection per shard for its blocking reads (same order as shards.all). */
+  blocking: RedisClient[];
+  shards: ShardSet;
   tracer: Tracer;
   metrics: Metrics;
   logger: Logger;
@@ -37,12 +39,21 @@ export interface BufferOptions {
 }
 
 /** BufferOptions with every default filled in: the one place the defaults live. */
-export type BufferSettings = Required<BufferOptions>;
+/** ... for one shard: its keys and its blocking connection. */
+export type BufferSettings = Required<Omit<BufferOptions, 'shards' | 'blocking'>> & { keys: RedisKeys; blocking: RedisClient };
 
-/** Fills in the defaults and rejects settings that contradict each other (before anything starts). */
-export function bufferSettings(opts: BufferOptions): BufferSettings {
+/**
+ * Fills in the defaults for shard `shard` (default 0) and rejects settings that
+ * contradict each other (before anything starts).
+ */
+export function bufferSettings(opts: BufferOptions, shard = 0): BufferSettings {
+  const { shards, blocking, ...rest } = opts;
+  if (blocking.length !== shards.count)
+    throw new Error(`the buffer needs one blocking connection per shard (${shards.count}), got ${blocking.length}`);
   const s: BufferSettings = {
-    ...opts,
+    ...rest,
+    keys: shards.all[shard],
+    blocking: blocking[shard],
     strategy: opts.strategy ?? 'least-loaded',
     shedPolicy: opts.shedPolicy ?? 'lowest-priority',
     pressureHigh: opts.pressureHigh ?? 4,

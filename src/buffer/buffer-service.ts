@@ -1,111 +1,61 @@
-import { consumerName } from '../bus/stream-consumer.js';
-import { bufferSettings, type BufferOptions } from './buffer-options.js';
-import { BreakerBoard } from './breaker.js';
-import { DispatchLoop } from './dispatch-loop.js';
-import { Dispatcher } from './dispatcher.js';
-import { Intake } from './intake.js';
-import { LaneReader } from './lane-reader.js';
-import type { Pressure } from './pressure.js';
-import { ProcessorRegistry, type ProcessorInfo } from './registry.js';
-import { RegistryView } from './registry-view.js';
-import { Rerouter } from './rerouter.js';
-import { RoutedIds } from './routed-ids.js';
-import { createStrategy, Router } from './router.js';
-import { Shedder } from './shedder.js';
-import { StatusReporter, type BufferStatus, type ProcessorStatus } from './status.js';
+import { type BufferOptions } from './buffer-options.js';
+import { BufferShard } from './buffer-shard.js';
+import { PRESSURE_LEVELS, type Pressure } from './pressure.js';
+import type { ProcessorInfo, ProcessorRegistry } from './registry.js';
+import { mergeProcessorStatus, mergeStatus, type BufferStatus, type ProcessorStatus } from './status.js';
 
 export type { BufferOptions } from './buffer-options.js';
 export type { BufferStatus, ProcessorStatus } from './status.js';
 
 /**
- * The buffer: wires its parts and runs its two loops over Redis.
- *
- *   intake    (intake.ts)        frames:captured -> a priority lane, or straight to a
- *                                processor while the lanes are empty
- *   dispatch  (dispatch-loop.ts) measure, then the dispatcher (lanes -> frames:ready:<id>)
- *                                or the shedder (sustained overload), and now and then the
- *                                re-router (frames of dead or open processors move on)
- *
- * The loops share no mutable fields: each reads frozen snapshots from the registry view,
- * and the little they must share lives behind one object each (breakers: probe counts;
- * routed ids: the streams to watch). docs/architecture.md has the picture.
+ * The buffer: one BufferShard (intake + dispatch, buffer-shard.ts) per shard of the
+ * pipeline, all routing to the processors of the one registry. Each shard's frames stay in
+ * that shard (its lanes, its processors' ready streams there); several buffer processes
+ * share every shard through the consumer group and the lane claims.
  */
 export class BufferService {
-  readonly registry: ProcessorRegistry;
-  private readonly view: RegistryView;
-  private readonly intake: Intake;
-  private readonly loop: DispatchLoop;
-  private readonly reporter: StatusReporter;
+  private readonly parts: BufferShard[];
   private running?: Promise<void>;
 
   constructor(opts: BufferOptions) {
-    const settings = bufferSettings(opts);
-    const { redis, keys, metrics, logger, streamMaxLen } = settings;
-    const name = consumerName('buffer');
-    const router = new Router(createStrategy(settings.strategy));
-    const breakers = new BreakerBoard({ failureThreshold: settings.breakerFailures, cooldownMs: settings.breakerCooldownMs });
-    const routed = new RoutedIds(redis, keys.routed);
-    const lanes = new LaneReader({ redis, keys, metrics, logger, streamMaxLen });
-    this.registry = new ProcessorRegistry(redis, keys, settings.processorTtlMs);
-    this.view = new RegistryView({
-      redis,
-      keys,
-      metrics,
-      logger,
-      registry: this.registry,
-      breakers,
-      pressure: { high: settings.pressureHigh, critical: settings.pressureCritical },
-    });
-    this.loop = new DispatchLoop({
-      view: this.view,
-      breakers,
-      lanes,
-      dispatcher: new Dispatcher({ settings, router, breakers, lanes, routed }),
-      shedder: new Shedder({ settings, lanes }),
-      rerouter: new Rerouter({ settings, router, breakers, routed, consumer: name, isClosing: () => this.loop.isClosing }),
-      logger,
-      intervalMs: settings.dispatchIntervalMs,
-      claimIdleMs: settings.claimIdleMs,
-    });
-    this.intake = new Intake({ settings, view: this.view, router, breakers, routed, consumer: name, onLaned: () => this.loop.kick() });
-    this.reporter = new StatusReporter({
-      redis,
-      keys,
-      view: this.view,
-      breakers,
-      strategy: settings.strategy,
-      shedPolicy: settings.shedPolicy,
-    });
+    this.parts = opts.shards.all.map((_, i) => new BufferShard(opts, i));
+  }
+
+  /** Pipeline-wide: every shard's part reads the same registry keys. */
+  get registry(): ProcessorRegistry {
+    return this.parts[0].registry;
   }
 
   run(): Promise<void> {
-    this.running ??= Promise.all([this.intake.run(), this.loop.run()]).then(() => undefined);
+    this.running ??= Promise.all(this.parts.map((p) => p.run())).then(() => undefined);
     return this.running;
   }
 
-  /** Stops both loops once their work in hand is done; safe to call more than once. */
+  /** Stops every shard's loops once their work in hand is done; safe to call more than once. */
   async close(): Promise<void> {
-    await Promise.all([this.intake.close(), this.loop.close()]);
+    await Promise.all(this.parts.map((p) => p.close()));
   }
 
-  async liveProcessors(): Promise<ProcessorInfo[]> {
-    return [...(await this.view.registry()).processors];
+  liveProcessors(): Promise<ProcessorInfo[]> {
+    return this.parts[0].liveProcessors();
   }
 
+  /** The most pressed shard's pressure. */
   get pressure(): Pressure {
-    return this.view.latest.pressure;
+    const all = this.parts.map((p) => p.pressure);
+    return all.reduce((worst, p) => (PRESSURE_LEVELS.indexOf(p.level) > PRESSURE_LEVELS.indexOf(worst.level) ? p : worst));
   }
 
-  status(): Promise<BufferStatus> {
-    return this.reporter.status();
+  async status(): Promise<BufferStatus> {
+    return mergeStatus(await Promise.all(this.parts.map((p) => p.status())));
   }
 
-  processorList(): Promise<ProcessorStatus[]> {
-    return this.reporter.processors();
+  async processorList(): Promise<ProcessorStatus[]> {
+    return mergeProcessorStatus(await Promise.all(this.parts.map((p) => p.processorList())));
   }
 
   /** Makes the next status call see registry changes at once (after an API register/unregister). */
   invalidate(): void {
-    this.view.invalidate();
+    for (const p of this.parts) p.invalidate();
   }
 }

@@ -2,7 +2,7 @@ import type { Config } from '../config/load-config.js';
 import type { BufferOptions } from './buffer-service.js';
 
 /** What the host provides: connections and telemetry. */
-export type BufferDeps = Pick<BufferOptions, 'redis' | 'blocking' | 'keys' | 'tracer' | 'metrics' | 'logger'>;
+export type BufferDeps = Pick<BufferOptions, 'redis' | 'blocking' | 'shards' | 'tracer' | 'metrics' | 'logger'>;
 
 /** The BufferService options for a loaded config, shared by `detektr buffer` and `detektr run`. */
 export function bufferOptions(config: Config): (deps: BufferDeps) => BufferOptions {

@@ -2,7 +2,7 @@ import type { RedisClient } from '../bus/redis.js';
 import { COUNTER_FIELDS, type RedisKeys } from '../bus/keys.js';
 import type { BreakerBoard, BreakerSnapshot } from './breaker.js';
 import { LANES, type Lane } from './lanes.js';
-import type { Pressure, ShedPolicy } from './pressure.js';
+import { PRESSURE_LEVELS, type Pressure, type ShedPolicy } from './pressure.js';
 import type { ProcessorInfo } from './registry.js';
 import type { RegistryView } from './registry-view.js';
 import type { StrategyName } from './router.js';
@@ -25,6 +25,8 @@ export interface BufferStatus {
   processors: ProcessorStatus[];
   capabilities: Record<string, string[]>;
   deadLetter: Record<string, number>;
+  /** With more than one shard: each shard's input stream and lanes (the fields above are their sums). */
+  shards?: { shard: number; input: BufferStatus['input']; lanes: Record<Lane, number>; pressure: Pressure }[];
 }
 
 export interface StatusOptions {
@@ -88,4 +90,40 @@ export class StatusReporter {
       ageMs: now - p.lastHeartbeat,
     };
   }
+}
+
+/** One processor over every shard: frames it holds in all its ready streams. */
+export function mergeProcessorStatus(perShard: ProcessorStatus[][]): ProcessorStatus[] {
+  if (perShard.length === 1) return perShard[0];
+  const byId = new Map<string, ProcessorStatus>();
+  for (const list of perShard) {
+    for (const p of list) {
+      const seen = byId.get(p.id);
+      if (!seen) byId.set(p.id, { ...p });
+      else seen.depth += p.depth;
+    }
+  }
+  return [...byId.values()].map((p) => ({ ...p, load: p.capacity ? p.depth / p.capacity : 0 }));
+}
+
+/** The buffer's status over every shard: sums, the worst pressure, and each shard's own part. */
+export function mergeStatus(perShard: BufferStatus[]): BufferStatus {
+  if (perShard.length === 1) return perShard[0];
+  const [first] = perShard;
+  const worst = perShard.reduce((w, s) => (PRESSURE_LEVELS.indexOf(s.pressure.level) > PRESSURE_LEVELS.indexOf(w.pressure.level) ? s : w));
+  const lanes = Object.fromEntries(LANES.map((l) => [l, perShard.reduce((n, s) => n + s.lanes[l], 0)])) as Record<Lane, number>;
+  const lags = perShard.map((s) => s.input.lag);
+  return {
+    ...first,
+    pressure: worst.pressure,
+    lanes,
+    input: {
+      stream: perShard.map((s) => s.input.stream).join(','),
+      lag: lags.some((l) => l === null) ? null : lags.reduce((a: number, b) => a + (b ?? 0), 0),
+      pending: perShard.reduce((n, s) => n + s.input.pending, 0),
+    },
+    processors: mergeProcessorStatus(perShard.map((s) => s.processors)),
+    deadLetter: Object.assign({}, ...perShard.map((s) => s.deadLetter)) as Record<string, number>,
+    shards: perShard.map((s, shard) => ({ shard, input: s.input, lanes: s.lanes, pressure: s.pressure })),
+  };
 }

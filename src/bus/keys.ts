@@ -9,29 +9,47 @@ export function validateName(what: string, value: string): string {
   return value;
 }
 
-/** The one place that builds Redis keys: everything hangs off a configurable prefix. */
-export function redisKeys(prefix: string) {
+/**
+ * The one place that builds Redis keys: everything hangs off a configurable prefix.
+ *
+ * `shard` undefined: one plain Redis, one shard, keys as they always were (`<p>frames:captured`).
+ * `shard` given: the keys of that shard carry its hash tag (`<p>{s1}:frames:captured`), so
+ * everything one frame touches (payload, events, captured, lanes, ready streams, counters)
+ * lives in one Redis Cluster slot and every MULTI and Lua script stays in it; the
+ * pipeline-wide keys (processor registry, validate snapshot) share the tag `{g}`.
+ * src/bus/shards.ts chooses the tags and which camera goes to which shard.
+ */
+export function redisKeys(prefix: string, shard?: { index: number; tag: string }) {
+  const base = shard ? `${prefix}{${shard.tag}}:` : prefix;
+  const global = shard ? `${prefix}{g}:` : prefix;
   return {
     prefix,
-    captured: `${prefix}frames:captured`,
-    ready: (processorId: string) => `${prefix}frames:ready:${processorId}`,
-    events: `${prefix}events`,
-    results: `${prefix}results`,
-    deadLetter: `${prefix}dead-letter`,
-    payload: (frameId: string) => `${prefix}frame:${frameId}`,
+    /** This key set's shard (0 when the layout has no tags). */
+    shard: shard?.index ?? 0,
+    /** Its hash tag, e.g. `s1` (undefined when the layout has no tags). */
+    tag: shard?.tag,
+    captured: `${base}frames:captured`,
+    ready: (processorId: string) => `${base}frames:ready:${processorId}`,
+    events: `${base}events`,
+    results: `${base}results`,
+    deadLetter: `${base}dead-letter`,
+    payload: (frameId: string) => `${base}frame:${frameId}`,
     /** The gray thumbnail stored beside a frame's payload (same TTL); takes the payload key the frame message carries. */
     thumbnail: (payloadKey: string) => `${payloadKey}:thumb`,
-    processor: (processorId: string) => `${prefix}processor:${processorId}`,
-    /** Sorted set of processor ids scored by last heartbeat (ms). */
-    processors: `${prefix}processors`,
     /** Hash of counters (dead-lettered entries per stream), kept beside the streams. */
-    counters: `${prefix}counters`,
+    counters: `${base}counters`,
     /** The buffer's priority lanes: frames taken in from captured, waiting for a processor. */
-    lane: (lane: string) => `${prefix}frames:waiting:${lane}`,
+    lane: (lane: string) => `${base}frames:waiting:${lane}`,
     /** Set of processor ids the buffer has routed to (their ready streams), for re-routing. */
-    routed: `${prefix}routed`,
+    routed: `${base}routed`,
+    // Pipeline-wide, one slot:
+    processor: (processorId: string) => `${global}processor:${processorId}`,
+    /** Sorted set of processor ids scored by last heartbeat (ms). */
+    processors: `${global}processors`,
     /** Hash: the counters as the last `validate` saw them, to report growth since. */
-    validateSnapshot: `${prefix}validate:dead-letter`,
+    validateSnapshot: `${global}validate:dead-letter`,
+    /** Hash: the shard layout the pipeline's workers agreed on; untagged, so every layout finds it. */
+    layout: `${prefix}layout`,
   };
 }
 

@@ -1,6 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { RedisClient } from '../bus/redis.js';
-import type { RedisKeys } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 import { addCameraEvent, addEvent, execOrThrow } from '../bus/publish.js';
 import { FramePublishError, publishFrame, redactedError, startCaptureRoot, type PublishedFrame } from '../bus/publish-frame.js';
 import { redactSecrets } from '../config/redact-text.js';
@@ -15,7 +15,8 @@ import type { CapturedImage } from './video-source.js';
 
 export interface CapturePublisherOptions {
   redis: RedisClient;
-  keys: RedisKeys;
+  /** A camera's frames and events go to its shard. */
+  shards: ShardSet;
   tracer: Tracer;
   metrics: Metrics;
   logger: Logger;
@@ -38,7 +39,8 @@ export class CapturePublisher {
   }
 
   async cameraEvent(cameraId: string, type: CameraEventType, reason?: string, data?: Record<string, unknown>): Promise<void> {
-    const { redis, keys, streamMaxLen, logger } = this.opts;
+    const { redis, shards, streamMaxLen, logger } = this.opts;
+    const keys = shards.forCamera(cameraId);
     const event = makeCameraEvent({ type, cameraId, source: 'capture', reason: reason && redactSecrets(reason), data });
     try {
       await execOrThrow(addCameraEvent(redis.multi(), keys, event, streamMaxLen));
@@ -52,17 +54,20 @@ export class CapturePublisher {
     const { metrics } = this.opts;
     let published: PublishedFrame;
     try {
-      published = await publishFrame(this.opts, {
-        cameraId,
-        jpeg: image.jpeg,
-        width: image.width,
-        height: image.height,
-        priority: set.priority,
-        capabilities: set.capabilities,
-        capturedAt: image.capturedAt,
-        thumbnail: image.thumbnail,
-        data: frameData(image),
-      });
+      published = await publishFrame(
+        { ...this.opts, keys: this.opts.shards.forCamera(cameraId) },
+        {
+          cameraId,
+          jpeg: image.jpeg,
+          width: image.width,
+          height: image.height,
+          priority: set.priority,
+          capabilities: set.capabilities,
+          capturedAt: image.capturedAt,
+          thumbnail: image.thumbnail,
+          data: frameData(image),
+        },
+      );
     } catch (err) {
       // Redis is unreachable: no event can say so, so the log and the counter must.
       this.countDrop(cameraId, 'publish_failed');
@@ -81,7 +86,8 @@ export class CapturePublisher {
 
   /** A frame the validation policy drops: frame.captured (its metadata) then frame.dropped, no payload. */
   async dropped(cameraId: string, set: CameraSettings, image: CapturedImage): Promise<void> {
-    const { redis, keys, streamMaxLen, logger, tracer } = this.opts;
+    const { redis, shards, streamMaxLen, logger, tracer } = this.opts;
+    const keys = shards.forCamera(cameraId);
     const reason = image.drop!;
     const frameId = newFrameId(image.capturedAt);
     const capturedAt = frameIdTime(frameId);

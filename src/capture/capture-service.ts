@@ -1,6 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { RedisClient } from '../bus/redis.js';
-import type { RedisKeys } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { redactSecrets } from '../config/redact-text.js';
 import { ConnectionError } from '../domain/errors.js';
@@ -31,7 +31,7 @@ export interface ReconnectPolicy {
 
 export interface CaptureOptions {
   redis: RedisClient;
-  keys: RedisKeys;
+  shards: ShardSet;
   tracer: Tracer;
   metrics: Metrics;
   logger: Logger;

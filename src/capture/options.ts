@@ -1,3 +1,4 @@
+import { shardSetOf } from '../bus/shards.js';
 import type { Config } from '../config/load-config.js';
 import { InvalidInputError } from '../domain/errors.js';
 import { cameraConfigs, withDetectUrls } from './camera-config.js';
@@ -6,7 +7,7 @@ import { DEFAULT_VALIDATION, parsePolicy } from './frame-check.js';
 import { resolveHwaccel } from './hwaccel.js';
 
 /** What the host provides: connections and telemetry. */
-export type CaptureDeps = Pick<CaptureOptions, 'redis' | 'keys' | 'tracer' | 'metrics' | 'logger'>;
+export type CaptureDeps = Pick<CaptureOptions, 'redis' | 'shards' | 'tracer' | 'metrics' | 'logger'>;
 
 export interface CaptureExtras {
   /** Where config.cameras came from, for errors naming a bad camera (--camera, or the config file's cameras). */
@@ -40,6 +41,11 @@ export function captureOptions(config: Config, extras: CaptureExtras): (deps: Ca
     throw new InvalidInputError(`--thumbnail-width "${config.thumbnailWidth}" must be 0 (no thumbnail) or 8..1920`);
   }
   const policy = parsePolicy(config.invalidFrames, '--invalid-frames');
+  const pinned = shardSetOf(config).layout.pinned ?? new Map<string, number>();
+  for (const id of pinned.keys()) {
+    if (!cameras.some((c) => c.id === id))
+      throw new InvalidInputError(`cameraShards: no camera "${id}" (cameras: ${cameras.map((c) => c.id).join(', ') || 'none'})`);
+  }
   return (deps) => {
     if (hwaccel.note) deps.logger.warn('hwaccel', { hwaccel: hwaccel.chosen, note: hwaccel.note });
     else if (hwaccel.chosen !== 'none') deps.logger.info('hwaccel', { hwaccel: hwaccel.chosen, setting: hwaccel.setting });

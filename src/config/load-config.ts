@@ -12,6 +12,8 @@ export interface Config {
   databaseUrl: string;
   dbSchema: string;
   prefix: string;
+  shards: number;
+  cameraShards: string[];
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   metricsHost: string;
   metricsPort?: number;

@@ -39,6 +39,21 @@ export const CONFIG_KEYS = {
     env: 'DETEKTR_PREFIX',
     description: 'prefix of every Redis key, so pipelines can share one Redis',
   },
+  shards: {
+    type: 'int',
+    default: 1,
+    env: 'DETEKTR_SHARDS',
+    min: 1,
+    max: 1024,
+    description:
+      "Redis shards the pipeline's keys are spread over (hash tags {s0}..; a camera's frames stay in one); every worker of a pipeline must use the same number",
+  },
+  cameraShards: {
+    type: 'list',
+    default: [],
+    env: 'DETEKTR_CAMERA_SHARDS',
+    description: 'capture: id=shard pins a camera to a shard (default: by a hash of the camera id)',
+  },
   logLevel: { type: 'level', default: 'info', env: 'DETEKTR_LOG_LEVEL', description: 'debug | info | warn | error' },
   metricsHost: {
     type: 'string',

@@ -2,7 +2,8 @@ import type { Tracer } from '@opentelemetry/api';
 import type { RedisClient } from '../bus/redis.js';
 import type pg from 'pg';
 import { groupLag } from '../bus/group-lag.js';
-import { GROUPS, type RedisKeys } from '../bus/keys.js';
+import { GROUPS } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 import { publishFrame } from '../bus/publish-frame.js';
 import { sleep } from '../bus/backoff.js';
 import { SYNTHETIC_JPEG_SIZE, syntheticJpeg } from './synthetic-jpeg.js';
@@ -23,7 +24,8 @@ export const DEFAULT_GATES: LoadtestGates = { maxLossPct: 1, minCompletenessPct:
 export interface LoadtestOptions {
   redis: RedisClient;
   pool: pg.Pool;
-  keys: RedisKeys;
+  /** Each synthetic camera's frames go to its shard, as capture's would. */
+  shards: ShardSet;
   tracer: Tracer;
   fps: number;
   cameras: number;
@@ -70,6 +72,8 @@ export interface LoadtestReport {
   throughputFps: number;
   latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null };
   journeyCompletenessPct: number;
+  /** Per shard: the synthetic cameras it got and the frames sent to and completed in it. */
+  shards: { shard: number; cameras: number; sent: number; completed: number }[];
   gates: GateResult[];
   pass: boolean;
 }
@@ -107,7 +111,8 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
   const runId = Math.random().toString(36).slice(2, 8);
   const cameras = Array.from({ length: o.cameras }, (_, i) => `lt-${runId}-${i + 1}`);
   const payload = syntheticJpeg(o.payloadBytes);
-  const deps = { redis: o.redis, keys: o.keys, tracer: o.tracer, payloadTtlMs: o.payloadTtlMs, streamMaxLen: o.streamMaxLen };
+  const deps = { redis: o.redis, tracer: o.tracer, payloadTtlMs: o.payloadTtlMs, streamMaxLen: o.streamMaxLen };
+  const sentPerShard = new Array<number>(o.shards.count).fill(0);
   const since = new Date(Date.now() - 1000);
   const intervalMs = 1000 / (o.fps * o.cameras);
   const total = Math.floor((o.durationMs / 1000) * o.fps * o.cameras);
@@ -120,7 +125,10 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
 
   const report = async () => {
     counts = await stateCounts(o.pool, cameras, since);
-    captureLag = (await groupLag(o.redis, o.keys.captured)).find((g) => g.group === GROUPS.buffer)?.lag ?? null;
+    const lags = await Promise.all(
+      o.shards.all.map(async (k) => (await groupLag(o.redis, k.captured)).find((g) => g.group === GROUPS.buffer)?.lag ?? null),
+    );
+    captureLag = lags.some((l) => l === null) ? null : lags.reduce((a: number, b) => a + (b ?? 0), 0);
     o.onProgress?.({
       elapsedMs: performance.now() - started,
       phase,
@@ -142,15 +150,21 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
       if (wait > 1) await new Promise((r) => setTimeout(r, wait));
       // Publishing is not awaited one by one, so a slow round trip does not lower the rate;
       // at most 64 publishes are in flight.
-      const p = publishFrame(deps, {
-        cameraId: cameras[k % cameras.length],
-        jpeg: payload,
-        ...SYNTHETIC_JPEG_SIZE,
-        data: { loadtest: runId },
-      })
+      const cameraId = cameras[k % cameras.length];
+      const keys = o.shards.forCamera(cameraId);
+      const p = publishFrame(
+        { ...deps, keys },
+        {
+          cameraId,
+          jpeg: payload,
+          ...SYNTHETIC_JPEG_SIZE,
+          data: { loadtest: runId },
+        },
+      )
         .then(
           () => {
             sent++;
+            sentPerShard[keys.shard]++;
           },
           () => {
             sendErrors++;
@@ -175,7 +189,7 @@ export async function runLoadtest(o: LoadtestOptions): Promise<LoadtestReport> {
     }
     clearInterval(progress);
     await report().catch(() => undefined);
-    return await buildReport(o, runId, cameras, since, sent, sendErrors, sendMs);
+    return await buildReport(o, runId, cameras, since, sent, sendErrors, sendMs, sentPerShard);
   } finally {
     clearInterval(progress);
   }
@@ -189,8 +203,16 @@ async function buildReport(
   sent: number,
   sendErrors: number,
   sendMs: number,
+  sentPerShard: number[],
 ): Promise<LoadtestReport> {
   const counts = await stateCounts(o.pool, cameras, since);
+  const completedBy = await o.pool.query<{ camera_id: string; n: number }>(
+    "SELECT camera_id, count(*)::int AS n FROM frame_metadata WHERE camera_id = ANY($1) AND captured_at >= $2 AND state = 'completed' GROUP BY 1",
+    [cameras, since],
+  );
+  const shards = sentPerShard.map((n, shard) => ({ shard, cameras: 0, sent: n, completed: 0 }));
+  for (const c of cameras) shards[o.shards.shardOf(c)].cameras++;
+  for (const r of completedBy.rows) shards[o.shards.shardOf(r.camera_id)].completed += r.n;
   const dropped = await o.pool.query<{ reason: string; n: number }>(
     "SELECT coalesce(dropped_reason, 'unknown') AS reason, count(*)::int AS n FROM frame_metadata WHERE camera_id = ANY($1) AND captured_at >= $2 AND state = 'dropped' GROUP BY 1",
     [cameras, since],
@@ -254,6 +276,7 @@ async function buildReport(
     throughputFps: Math.round((counts.completed / (sendMs / 1000)) * 10) / 10,
     latencyMs: { p50: round(l.p50), p95: round(l.p95), p99: round(l.p99), max: round(l.max) },
     journeyCompletenessPct: Math.round(completeness * 100) / 100,
+    shards,
     gates,
     pass: gates.every((x) => x.pass) && sent > 0,
   };

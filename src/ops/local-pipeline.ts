@@ -57,17 +57,17 @@ export function pipelineOptions(config: Config, extras: PipelineExtras): Pipelin
  * first, the others finish what is already in the streams, then stop.
  */
 export function localPipeline(ctx: WorkerContext, plan: PipelinePlan, db: { pool: pg.Pool }): Worker & { capture: CaptureService } {
-  const { keys, tracer, metrics, logger } = ctx;
+  const { shards, tracer, metrics, logger } = ctx;
   const deps = (service: string, name = service, fields: Record<string, string> = { service }) => ({
     redis: ctx.redis(name),
-    blocking: ctx.blockingRedis(name),
-    keys,
+    blocking: ctx.blockingPerShard(name),
+    shards,
     tracer,
     metrics,
     logger: logger.child(fields),
   });
   routeFfmpegLogs(logger.child({ service: 'capture', source: 'ffmpeg' }));
-  const captureDeps = { redis: ctx.redis('capture'), keys, tracer, metrics, logger: logger.child({ service: 'capture' }) };
+  const captureDeps = { redis: ctx.redis('capture'), shards, tracer, metrics, logger: logger.child({ service: 'capture' }) };
   const capture = new CaptureService(plan.capture(captureDeps));
   const buffer = new BufferService(plan.buffer(deps('buffer')));
   const runtimes = plan.processors.map(
@@ -76,9 +76,9 @@ export function localPipeline(ctx: WorkerContext, plan: PipelinePlan, db: { pool
   const store = new StoreService(plan.store({ ...deps('store'), pool: db.pool }));
   const consumers = [buffer, ...runtimes, store];
   const redis = ctx.redis('drain');
-  const streams = [keys.captured, keys.events];
+  const streams = shards.all.flatMap((keys) => [keys.captured, keys.events]);
   // Lanes and ready streams hold only frames not yet handed on / acked: empty means drained.
-  const queues = [...LANES.map((l) => keys.lane(l)), ...runtimes.map((r) => r.stream)];
+  const queues = shards.all.flatMap((keys) => LANES.map((l) => keys.lane(l))).concat(runtimes.flatMap((r) => r.streams));
 
   async function drained(): Promise<boolean> {
     const lags = (await Promise.all(streams.map((s) => groupLag(redis, s)))).flat();

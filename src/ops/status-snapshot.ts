@@ -2,7 +2,7 @@ import type { RedisClient } from '../bus/redis.js';
 import type pg from 'pg';
 import { ProcessorRegistry } from '../buffer/registry.js';
 import { groupLag, type GroupLag } from '../bus/group-lag.js';
-import type { RedisKeys } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 
 export interface CameraRow {
   cameraId: string;
@@ -24,7 +24,10 @@ export interface ProcessorRow {
 export interface StatusSnapshot {
   at: string;
   cameras: CameraRow[];
+  /** Every group of every shard's streams (shard keys carry their tag, e.g. `detektr:{s1}:frames:captured`). */
   queues: GroupLag[];
+  /** Per shard: frames waiting for the buffer (captured lag + pending) and dead-lettered entries. */
+  shards: { shard: number; captured: number; deadLetter: number }[];
   processors: ProcessorRow[];
   deadLetter: number;
   /** frame.dropped in the last 5 minutes, by reason. */
@@ -36,7 +39,7 @@ export interface StatusSnapshot {
 export async function statusSnapshot(o: {
   redis: RedisClient;
   pool: pg.Pool;
-  keys: RedisKeys;
+  shards: ShardSet;
   processorTtlMs: number;
 }): Promise<StatusSnapshot> {
   const errors: string[] = [];
@@ -49,20 +52,22 @@ export async function statusSnapshot(o: {
       return fallback;
     }
   };
-  const registry = new ProcessorRegistry(o.redis, o.keys, o.processorTtlMs);
+  const { global } = o.shards;
+  const registry = new ProcessorRegistry(o.redis, global, o.processorTtlMs);
   const [scores, live] = await Promise.all([
-    safe('registry', () => o.redis.zrange(o.keys.processors, '0', '-1', 'WITHSCORES'), [] as string[]),
+    safe('registry', () => o.redis.zrange(global.processors, '0', '-1', 'WITHSCORES'), [] as string[]),
     safe('registry', () => registry.live(now), []),
   ]);
   const heartbeats = new Map<string, number>();
   for (let i = 0; i < scores.length; i += 2)
     if (now - Number(scores[i + 1]) < 10 * o.processorTtlMs) heartbeats.set(scores[i], Number(scores[i + 1]));
   const ids = [...heartbeats.keys()];
-  const streams = [o.keys.captured, ...ids.map((id) => o.keys.ready(id)), o.keys.events];
+  const streams = o.shards.all.flatMap((k) => [k.captured, ...ids.map((id) => k.ready(id)), k.events]);
   const queues = (await Promise.all(streams.map((s) => safe(`stream ${s}`, () => groupLag(o.redis, s), [])))).flat();
   const processors: ProcessorRow[] = ids.map((id) => {
     const info = live.find((p) => p.id === id);
-    const q = queues.filter((g) => g.stream === o.keys.ready(id));
+    const mine = new Set(o.shards.all.map((k) => k.ready(id)));
+    const q = queues.filter((g) => mine.has(g.stream));
     return {
       id,
       capabilities: info?.capabilities ?? [],
@@ -72,7 +77,14 @@ export async function statusSnapshot(o: {
       queued: q.reduce((n, g) => n + (g.lag ?? 0) + g.pending, 0),
     };
   });
-  const deadLetter = await safe('dead-letter', () => o.redis.xlen(o.keys.deadLetter), 0);
+  const shards = await Promise.all(
+    o.shards.all.map(async (k) => ({
+      shard: k.shard,
+      captured: queues.filter((g) => g.stream === k.captured).reduce((n, g) => n + (g.lag ?? 0) + g.pending, 0),
+      deadLetter: await safe(`dead-letter ${k.deadLetter}`, () => o.redis.xlen(k.deadLetter), 0),
+    })),
+  );
+  const deadLetter = shards.reduce((n, s) => n + s.deadLetter, 0);
   const cameras = await safe(
     'cameras',
     async () =>
@@ -97,5 +109,5 @@ export async function statusSnapshot(o: {
       ),
     {} as Record<string, number>,
   );
-  return { at: new Date(now).toISOString(), cameras, queues, processors, deadLetter, recentDrops, errors };
+  return { at: new Date(now).toISOString(), cameras, queues, shards, processors, deadLetter, recentDrops, errors };
 }

@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { ProcessorRegistry } from '../buffer/registry.js';
 import { groupLag } from '../bus/group-lag.js';
 import { COUNTER_FIELDS, GROUPS, type RedisKeys } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 import { publishFrame } from '../bus/publish-frame.js';
 import { sleep } from '../bus/backoff.js';
 import { redactSecrets } from '../config/redact-text.js';
@@ -24,7 +25,7 @@ export interface CheckResult {
 export interface ValidateOptions {
   redis: RedisClient;
   pool: pg.Pool;
-  keys: RedisKeys;
+  shards: ShardSet;
   tracer: Tracer;
   processorTtlMs: number;
   /** Lag (undelivered entries) above which a group is a warning. */
@@ -75,9 +76,11 @@ async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
     },
   ];
 
-  const registry = new ProcessorRegistry(o.redis, o.keys, o.processorTtlMs);
+  out.push(await layoutCheck(o));
+  const { global } = o.shards;
+  const registry = new ProcessorRegistry(o.redis, global, o.processorTtlMs);
   const now = Date.now();
-  const all = await o.redis.zrange(o.keys.processors, '0', '-1', 'WITHSCORES');
+  const all = await o.redis.zrange(global.processors, '0', '-1', 'WITHSCORES');
   const live = await registry.live(now);
   const stale: string[] = [];
   for (let i = 0; i < all.length; i += 2) {
@@ -99,11 +102,11 @@ async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
       detail: [...caps].map(([c, ids]) => `${c}: ${ids.join(', ')}`).join('; ') + (stale.length ? `; stale: ${stale.join(', ')}` : ''),
     });
 
-  const expected: [string, string][] = [
-    [o.keys.captured, GROUPS.buffer],
-    [o.keys.events, GROUPS.store],
-    ...live.map((p): [string, string] => [o.keys.ready(p.id), GROUPS.processor]),
-  ];
+  const expected: [string, string][] = o.shards.all.flatMap((k): [string, string][] => [
+    [k.captured, GROUPS.buffer],
+    [k.events, GROUPS.store],
+    ...live.map((p): [string, string] => [k.ready(p.id), GROUPS.processor]),
+  ]);
   for (const [stream, group] of expected) {
     const lags = await groupLag(o.redis, stream);
     const g = lags.find((l) => l.group === group);
@@ -126,8 +129,9 @@ async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
     });
   }
 
-  const counters = await o.redis.hgetall(o.keys.counters);
-  const snapshotKey = o.keys.validateSnapshot;
+  // Counter fields name their stream, so the shards' hashes merge without clashes.
+  const counters: Record<string, string> = Object.assign({}, ...(await Promise.all(o.shards.all.map((k) => o.redis.hgetall(k.counters)))));
+  const snapshotKey = global.validateSnapshot;
   const previous = await o.redis.hgetall(snapshotKey);
   const grown: string[] = [];
   let total = 0;
@@ -199,10 +203,28 @@ async function exporterCheck(endpoint: string, timeoutMs: number, protocol?: str
   }
 }
 
-async function e2eCheck(o: ValidateOptions, e2e: NonNullable<ValidateOptions['e2e']>): Promise<CheckResult> {
+/** The pipeline's recorded shard layout (src/bus/shards.ts) against this command's. */
+async function layoutCheck(o: ValidateOptions): Promise<CheckResult> {
+  const { count, tagged } = o.shards.layout;
+  const mine = `${count}${tagged ? ' tagged' : ''}`;
+  const recorded = await o.redis.hget(o.shards.global.layout, 'shards');
+  const what =
+    count > 1 ? `${count} shards (${o.shards.all.map((k) => `{s${k.shard}}`).join(' ')})` : tagged ? '1 shard ({s0})' : '1 shard';
+  if (recorded === null) return { check: 'shards', status: 'ok', detail: `${what}; no worker has recorded a layout yet` };
+  if (recorded !== mine)
+    return {
+      check: 'shards',
+      status: 'fail',
+      detail: `the pipeline's workers run with shards=${recorded.split(' ')[0]}, this check with ${count}: set DETEKTR_SHARDS to match`,
+    };
+  return { check: 'shards', status: 'ok', detail: `${what}, as the workers recorded` };
+}
+
+async function e2eCheck(o: ValidateOptions, e2e: NonNullable<ValidateOptions['e2e']>, keys: RedisKeys, name: string): Promise<CheckResult> {
+  const check = name;
   const started = Date.now();
   const probe = await publishFrame(
-    { redis: o.redis, keys: o.keys, tracer: o.tracer, payloadTtlMs: e2e.payloadTtlMs, streamMaxLen: e2e.streamMaxLen },
+    { redis: o.redis, keys, tracer: o.tracer, payloadTtlMs: e2e.payloadTtlMs, streamMaxLen: e2e.streamMaxLen },
     { cameraId: 'validate-probe', jpeg: syntheticJpeg(1024), ...SYNTHETIC_JPEG_SIZE, priority: 9, data: { probe: true } },
   );
   let last = 'not stored yet';
@@ -213,14 +235,14 @@ async function e2eCheck(o: ValidateOptions, e2e: NonNullable<ValidateOptions['e2
       const complete = j.events.some((e) => e.type === 'frame.queued') && j.events.some((e) => e.type === 'processing.started');
       if (j.state !== 'completed')
         return {
-          check: 'e2e probe',
+          check,
           status: 'fail',
           detail: `probe ${probe.frameId} ended ${j.state}${j.droppedReason ? `: ${j.droppedReason}` : ''}`,
         };
       if (!complete || j.traceId !== probe.traceId || traceIds.size !== 1)
-        return { check: 'e2e probe', status: 'fail', detail: `probe ${probe.frameId} completed with an incomplete journey or trace` };
+        return { check, status: 'fail', detail: `probe ${probe.frameId} completed with an incomplete journey or trace` };
       return {
-        check: 'e2e probe',
+        check,
         status: 'ok',
         detail: `probe ${probe.frameId} completed in ${Date.now() - started} ms through ${j.stages.map((s) => s.processorId).join(', ')}; trace ${j.traceId}`,
       };
@@ -228,7 +250,7 @@ async function e2eCheck(o: ValidateOptions, e2e: NonNullable<ValidateOptions['e2
     if (j) last = `state ${j.state}`;
     await sleep(100);
   }
-  return { check: 'e2e probe', status: 'fail', detail: `probe ${probe.frameId} not completed within ${e2e.timeoutMs} ms (${last})` };
+  return { check, status: 'fail', detail: `probe ${probe.frameId} not completed within ${e2e.timeoutMs} ms (${last})` };
 }
 
 /** Loads node-av only when asked: the other checks do not need it. */
@@ -261,15 +283,19 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
   if (o.hwaccel) checks.push(await hwaccelCheck(o.hwaccel));
   if (o.e2e) {
     const ready = !checks.some((c) => c.status === 'fail' && (c.check === 'redis' || c.check === 'postgres' || c.check === 'processors'));
-    checks.push(
-      ready
-        ? await e2eCheck(o, o.e2e).catch((err: unknown) => ({
-            check: 'e2e probe',
+    // One probe per shard: each shard's buffer, processors and store must carry a frame.
+    const e2e = o.e2e;
+    const probes = o.shards.all.map((keys) => {
+      const name = o.shards.count > 1 ? `e2e probe s${keys.shard}` : 'e2e probe';
+      return ready
+        ? e2eCheck(o, e2e, keys, name).catch((err: unknown) => ({
+            check: name,
             status: 'fail' as const,
             detail: redactSecrets((err as Error).message),
           }))
-        : { check: 'e2e probe', status: 'fail', detail: 'skipped: RedisClient, PostgreSQL or processors are failing' },
-    );
+        : Promise.resolve<CheckResult>({ check: name, status: 'fail', detail: 'skipped: Redis, PostgreSQL or processors are failing' });
+    });
+    checks.push(...(await Promise.all(probes)));
   }
   return { status: worst(checks.map((c) => c.status)), checks, durationMs: Math.round(performance.now() - started) };
 }

@@ -2,8 +2,9 @@ import type { RedisClient } from '../bus/redis.js';
 import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../config/load-config.js';
 import { redactedConfig } from '../config/load-config.js';
-import { redisKeys, type RedisKeys } from '../bus/keys.js';
+import { checkLayout, shardSetOf, type ShardSet } from '../bus/shards.js';
 import { closeRedis, createBlockingRedis, createRedis } from '../bus/redis.js';
+import { InvalidInputError } from '../domain/errors.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { initTracing, type Tracing } from '../telemetry/tracing.js';
@@ -15,10 +16,13 @@ export interface WorkerContext {
   metrics: Metrics;
   tracing: Tracing;
   tracer: Tracer;
-  keys: RedisKeys;
+  /** The pipeline's key sets, one per shard (src/bus/shards.ts). */
+  shards: ShardSet;
   /** Connections made through these are closed by the host at exit. */
   redis(name?: string): RedisClient;
   blockingRedis(name?: string): RedisClient;
+  /** One blocking connection per shard (a blocked read holds its connection). */
+  blockingPerShard(name?: string): RedisClient[];
 }
 
 export interface Worker {
@@ -54,7 +58,7 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
     metrics,
     tracing,
     tracer: tracing.tracer,
-    keys: redisKeys(config.prefix),
+    shards: shardSetOf(config),
     redis: (name = component) => {
       const c = createRedis({ url: config.redisUrl, name: `detektr:${name}`, logger });
       conns.push(c);
@@ -65,8 +69,11 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
       conns.push(c);
       return c;
     },
+    blockingPerShard: (name = component) =>
+      ctx.shards.all.map((k) => ctx.blockingRedis(ctx.shards.count > 1 ? `${name}:s${k.shard}` : name)),
   };
   logger.info('starting', { config: redactedConfig(config) });
+  await agreeOnLayout(config, ctx);
   const worker = await opts.create(ctx);
   const http = await startHttpServer({
     host: config.metricsHost,
@@ -112,4 +119,21 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
   await closeRedis(...conns);
   logger.info('stopped', { exit_code: code });
   return code;
+}
+
+/**
+ * Checks this worker's shard layout against the pipeline's (a mismatch throws: the worker
+ * must not start). Redis not answering yet is no reason to stop: the worker's own
+ * connections retry, and the check is skipped.
+ */
+async function agreeOnLayout(config: Config, ctx: WorkerContext): Promise<void> {
+  const redis = createRedis({ url: config.redisUrl, name: 'detektr:layout', logger: ctx.logger });
+  try {
+    await checkLayout(redis, ctx.shards);
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw err;
+    ctx.logger.warn('could not check the shard layout (Redis not answering); going on', { error: err });
+  } finally {
+    await closeRedis(redis);
+  }
 }

@@ -3,7 +3,7 @@ import type { Processor, ProcessorOptions } from './processor.js';
 import type { ProcessorRuntimeOptions } from './processor-runtime.js';
 
 /** What the host provides: connections and telemetry. */
-export type ProcessorDeps = Pick<ProcessorRuntimeOptions, 'redis' | 'blocking' | 'keys' | 'tracer' | 'metrics' | 'logger'>;
+export type ProcessorDeps = Pick<ProcessorRuntimeOptions, 'redis' | 'blocking' | 'shards' | 'tracer' | 'metrics' | 'logger'>;
 
 export interface ProcessorExtras {
   processor: Processor;

@@ -6,6 +6,7 @@ import { encodeEvent } from '../bus/event-codec.js';
 import { decodeReadyFrame } from '../bus/frame-codec.js';
 import { ackAndAppend } from '../bus/handoff.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 import { StreamConsumer, consumerName, type Entry } from '../bus/stream-consumer.js';
 import { makeEvent } from '../domain/events.js';
 import { describeError, PayloadExpiredError } from '../domain/errors.js';
@@ -26,8 +27,10 @@ export interface ProcessorRuntimeOptions {
   /** Registry id; instances sharing an id share its stream (load sharing, failover by reclaim). */
   id: string;
   redis: RedisClient;
-  blocking: RedisClient;
-  keys: RedisKeys;
+  /** One dedicated connection per shard for its blocking reads (same order as shards.all). */
+  blocking: RedisClient[];
+  /** The instance reads its ready stream in every shard; a frame's outcome goes to the frame's shard. */
+  shards: ShardSet;
   tracer: Tracer;
   metrics: Metrics;
   logger: Logger;
@@ -50,6 +53,8 @@ export interface ProcessorRuntimeOptions {
 
 interface InFlight {
   entry: Entry<FrameMessage>;
+  /** The shard the frame came from: its outcome is committed there. */
+  keys: RedisKeys;
   /** When it was delivered here (its idle time is refreshed from then on). */
   startedAt: number;
   abort: AbortController;
@@ -66,12 +71,13 @@ interface InFlight {
  * frames from being reclaimed by refreshing their idle time.
  */
 export class ProcessorRuntime {
-  private readonly consumer: StreamConsumer<FrameMessage>;
+  /** One consumer per shard, on that shard's ready stream of this processor id. */
+  private readonly consumers: StreamConsumer<FrameMessage>[];
   private readonly registry: ProcessorRegistry;
   readonly instance: string;
   private readonly capacity: number;
   private heartbeat?: NodeJS.Timeout;
-  /** Frames delivered to this instance and not committed yet: running, or read ahead. */
+  /** Frames delivered to this instance and not committed yet: running, or read ahead (by `<shard>/<entry id>`). */
   private readonly inFlight = new Map<string, InFlight>();
   /** Frames being processed (at most `concurrency`); the others in inFlight wait for a run slot. */
   private readonly slots: RunSlots;
@@ -90,7 +96,9 @@ export class ProcessorRuntime {
   private flushTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: ProcessorRuntimeOptions) {
-    this.registry = new ProcessorRegistry(opts.redis, opts.keys, opts.processorTtlMs);
+    if (opts.blocking.length !== opts.shards.count)
+      throw new Error(`the processor needs one blocking connection per shard (${opts.shards.count}), got ${opts.blocking.length}`);
+    this.registry = new ProcessorRegistry(opts.redis, opts.shards.global, opts.processorTtlMs);
     this.instance = consumerName(opts.id);
     this.capacity = opts.capacity ?? Math.max(32, opts.concurrency * 8);
     opts.metrics.seedProcessor(opts.id);
@@ -101,35 +109,39 @@ export class ProcessorRuntime {
         { heartbeat_ms: opts.heartbeatMs, claim_idle_ms: opts.claimIdleMs },
       );
     }
-    this.consumer = new StreamConsumer<FrameMessage>({
-      redis: opts.redis,
-      blocking: opts.blocking,
-      keys: opts.keys,
-      stream: opts.keys.ready(opts.id),
-      group: GROUPS.processor,
-      consumer: this.instance,
-      decode: decodeReadyFrame,
-      handle: (entries) => this.handle(entries),
-      batchSize: () => this.holdLimit - this.inFlight.size,
-      blockMs: opts.blockMs,
-      claimIdleMs: opts.claimIdleMs,
-      maxDeliveries: opts.maxDeliveries,
-      metrics: opts.metrics,
-      logger: opts.logger,
-      canConsume: () => this.freeSlot(),
-      deleteOnAck: true,
-      onDeadLetter: (tx, bad) => addDeadLetterFailures(tx, bad, opts),
-    });
+    this.consumers = opts.shards.all.map(
+      (keys, shard) =>
+        new StreamConsumer<FrameMessage>({
+          redis: opts.redis,
+          blocking: opts.blocking[shard],
+          keys,
+          stream: keys.ready(opts.id),
+          group: GROUPS.processor,
+          consumer: this.instance,
+          decode: decodeReadyFrame,
+          handle: (entries) => this.handle(entries, keys),
+          batchSize: () => this.holdLimit - this.inFlight.size,
+          blockMs: opts.blockMs,
+          claimIdleMs: opts.claimIdleMs,
+          maxDeliveries: opts.maxDeliveries,
+          metrics: opts.metrics,
+          logger: opts.logger,
+          canConsume: () => this.freeSlot(),
+          deleteOnAck: true,
+          onDeadLetter: (tx, bad) => addDeadLetterFailures(tx, bad, { ...opts, keys }),
+        }),
+    );
   }
 
-  get stream(): string {
-    return this.opts.keys.ready(this.opts.id);
+  /** This processor's ready stream in every shard. */
+  get streams(): string[] {
+    return this.opts.shards.all.map((k) => k.ready(this.opts.id));
   }
 
   async run(): Promise<void> {
     const { processor, id, logger } = this.opts;
     await processor.setup?.({ processorId: id, logger, options: this.opts.options ?? {} });
-    await this.consumer.ensureGroup();
+    await Promise.all(this.consumers.map((c) => c.ensureGroup()));
     await this.report();
     this.heartbeat = setInterval(() => {
       this.report().catch((err: unknown) => logger.warn('heartbeat failed', { error: err }));
@@ -143,7 +155,7 @@ export class ProcessorRuntime {
       concurrency: this.opts.concurrency,
       capacity: this.capacity,
     });
-    await this.consumer.run();
+    await Promise.all(this.consumers.map((c) => c.run()));
     await Promise.all(this.tasks);
   }
 
@@ -160,7 +172,7 @@ export class ProcessorRuntime {
       await this.registry.unregisterInstance(id, this.instance).catch(() => undefined);
       for (const w of this.slotWaiters.splice(0)) w();
       this.slots.wakeAll();
-      await this.consumer.close();
+      await Promise.all(this.consumers.map((c) => c.close()));
       const drain = this.opts.drainMs ?? Math.min(this.opts.frameTimeoutMs, 10_000);
       const deadline = Date.now() + drain;
       while (this.tasks.size && Date.now() < deadline)
@@ -216,10 +228,13 @@ export class ProcessorRuntime {
 
   /** Resets the idle time of frames in hand, so other instances do not reclaim frames of a live one. */
   private async keepAlive(): Promise<void> {
-    const old = [...this.inFlight.values()].filter((f) => Date.now() - f.startedAt > this.opts.claimIdleMs / 3).map((f) => f.entry.id);
-    if (!old.length) return;
+    const old = new Map<RedisKeys, string[]>();
+    for (const f of this.inFlight.values()) {
+      if (Date.now() - f.startedAt > this.opts.claimIdleMs / 3) old.set(f.keys, [...(old.get(f.keys) ?? []), f.entry.id]);
+    }
     // call(), not xclaim(): the typed overloads do not resolve on a Redis | Cluster union.
-    await this.opts.redis.call('XCLAIM', this.stream, GROUPS.processor, this.instance, 0, ...old, 'JUSTID');
+    for (const [keys, ids] of old)
+      await this.opts.redis.call('XCLAIM', keys.ready(this.opts.id), GROUPS.processor, this.instance, 0, ...ids, 'JUSTID');
   }
 
   private get holdLimit(): number {
@@ -239,11 +254,12 @@ export class ProcessorRuntime {
     });
   }
 
-  private handle(entries: Entry<FrameMessage>[]): Promise<void> {
+  private handle(entries: Entry<FrameMessage>[], keys: RedisKeys): Promise<void> {
     for (const entry of entries) {
-      if (this.inFlight.has(entry.id)) continue; // our own frame, reclaimed back to us while still running
-      const f: InFlight = { entry, startedAt: Date.now(), abort: new AbortController() };
-      this.inFlight.set(entry.id, f);
+      const key = `${keys.shard}/${entry.id}`;
+      if (this.inFlight.has(key)) continue; // our own frame, reclaimed back to us while still running
+      const f: InFlight = { entry, keys, startedAt: Date.now(), abort: new AbortController() };
+      this.inFlight.set(key, f);
       const task = this.runOne(f)
         .catch((err: unknown) =>
           this.opts.logger.error('frame handling failed; it stays pending and will be redelivered', {
@@ -252,7 +268,7 @@ export class ProcessorRuntime {
           }),
         )
         .finally(() => {
-          this.inFlight.delete(entry.id);
+          this.inFlight.delete(key);
           this.tasks.delete(task);
           this.slotWaiters.shift()?.();
         });
@@ -289,10 +305,10 @@ export class ProcessorRuntime {
   }
 
   private async processOne(f: InFlight): Promise<void> {
-    const { redis, keys, tracer, metrics, logger, processor, id, streamMaxLen } = this.opts;
-    const { entry } = f;
+    const { redis, tracer, metrics, logger, processor, id, streamMaxLen } = this.opts;
+    const { entry, keys } = f;
     const frame = entry.message;
-    const stream = this.stream;
+    const stream = keys.ready(id);
     const parent = extractContext(frame);
     const span = startMessagingSpan(tracer, 'process', stream, parent, {
       [ATTR.frameId]: frame.frameId,
@@ -324,7 +340,7 @@ export class ProcessorRuntime {
         trace.setSpan(parent, span),
       );
       try {
-        const result = await runFrame(this.opts, frame, entry.deliveries, f.abort, this.stop.signal);
+        const result = await runFrame({ ...this.opts, keys }, frame, entry.deliveries, f.abort, this.stop.signal);
         outcome = { kind: 'completed', result, resultJson: resultJsonOf(result) };
         run.end();
       } catch (err) {

@@ -5,6 +5,7 @@ import { decodeBusEvent, eventTraceparent, isCameraEvent, type BusEvent } from '
 import type { FieldList } from '../bus/fields.js';
 import type { CameraEvent } from '../domain/camera-events.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
+import type { ShardSet } from '../bus/shards.js';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { StreamConsumer, consumerName, type Entry } from '../bus/stream-consumer.js';
 import type { LifecycleEvent } from '../domain/events.js';
@@ -16,8 +17,10 @@ import { validateCameraEvent, validateEvent, writeBatch } from './event-writer.j
 
 export interface StoreOptions {
   redis: RedisClient;
-  blocking: RedisClient;
-  keys: RedisKeys;
+  /** One dedicated connection per shard for its blocking reads (same order as shards.all). */
+  blocking: RedisClient[];
+  /** Every shard's events stream is projected, each by its own consumer, into the one pool. */
+  shards: ShardSet;
   pool: pg.Pool;
   tracer: Tracer;
   metrics: Metrics;
@@ -58,6 +61,38 @@ export function decodeStoredEvent(fields: FieldList): BusEvent {
  * run or another consumer (XAUTOCLAIM) to take over.
  */
 export class StoreService {
+  private readonly parts: ShardStore[];
+
+  constructor(opts: StoreOptions) {
+    if (opts.blocking.length !== opts.shards.count)
+      throw new Error(`the store needs one blocking connection per shard (${opts.shards.count}), got ${opts.blocking.length}`);
+    this.parts = opts.shards.all.map((keys, i) => new ShardStore({ ...opts, keys, blocking: opts.blocking[i] }));
+  }
+
+  /** When a batch was last committed, by any shard's consumer. */
+  get lastCommitAt(): number | undefined {
+    const all = this.parts.map((p) => p.lastCommitAt ?? 0);
+    return Math.max(...all) || undefined;
+  }
+
+  /** Consecutive failed batch writes of the shard failing longest (0 while the database answers). */
+  get failures(): number {
+    return Math.max(...this.parts.map((p) => p.failures));
+  }
+
+  async run(): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.run()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.close()));
+  }
+}
+
+type ShardStoreOptions = Omit<StoreOptions, 'shards' | 'blocking'> & { keys: RedisKeys; blocking: RedisClient };
+
+/** One shard's events stream into PostgreSQL (the store runs one per shard, writing side by side). */
+class ShardStore {
   private readonly consumer: StreamConsumer<BusEvent>;
   private inflight?: Promise<void>;
   private closing = false;
@@ -65,7 +100,7 @@ export class StoreService {
   /** Consecutive failed batch writes (0 while the database answers). */
   failures = 0;
 
-  constructor(private readonly opts: StoreOptions) {
+  constructor(private readonly opts: ShardStoreOptions) {
     this.consumer = new StreamConsumer<BusEvent>({
       redis: opts.redis,
       blocking: opts.blocking,

@@ -44,8 +44,8 @@ export function harness(t: TestRedis): Harness {
       h.conns.push(blocking);
       const b = new BufferService({
         redis: t.redis,
-        blocking,
-        keys: t.keys,
+        blocking: [blocking],
+        shards: t.shards,
         tracer: tracing.tracer,
         metrics,
         logger,
@@ -64,8 +64,8 @@ export function harness(t: TestRedis): Harness {
       h.conns.push(blocking);
       const r = new ProcessorRuntime({
         redis: t.redis,
-        blocking,
-        keys: t.keys,
+        blocking: [blocking],
+        shards: t.shards,
         tracer: tracing.tracer,
         metrics,
         logger,

@@ -47,8 +47,8 @@ export async function parts(label: string, opts: Partial<BufferOptions> & { refr
   const metrics = createMetrics('test');
   const settings = bufferSettings({
     redis: t.redis,
-    blocking: t.blocking,
-    keys: t.keys,
+    blocking: [t.blocking],
+    shards: t.shards,
     tracer: tracing.tracer,
     metrics,
     logger,

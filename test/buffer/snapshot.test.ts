@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BreakerBoard } from '../../src/buffer/breaker.js';
+import { singleShard } from '../../src/bus/shards.js';
 import { bufferSettings, type BufferOptions } from '../../src/buffer/buffer-options.js';
 import type { ProcessorInfo } from '../../src/buffer/registry.js';
 import { capacities, freeSlots, routingView, viewRoom } from '../../src/buffer/snapshot.js';
@@ -61,7 +62,16 @@ describe('snapshot helpers: what a round derives from a snapshot', () => {
 });
 
 describe('buffer settings and keys', () => {
-  const base = { processorTtlMs: 1, streamMaxLen: 1, batchSize: 1, blockMs: 1, claimIdleMs: 1, maxDeliveries: 1 } as BufferOptions;
+  const base = {
+    shards: singleShard('p:'),
+    blocking: [{}],
+    processorTtlMs: 1,
+    streamMaxLen: 1,
+    batchSize: 1,
+    blockMs: 1,
+    claimIdleMs: 1,
+    maxDeliveries: 1,
+  } as BufferOptions;
 
   it('fills in the defaults in one place and rejects a critical level under the high one, naming both', () => {
     expect(bufferSettings(base)).toMatchObject({

@@ -679,8 +679,8 @@ async function pipeline(
   };
   const runtime = new ProcessorRuntime({
     redis: t.redis,
-    blocking: blocking(),
-    keys: t.keys,
+    blocking: [blocking()],
+    shards: t.shards,
     tracer: tracing.tracer,
     metrics,
     logger,
@@ -694,8 +694,8 @@ async function pipeline(
   const buffer = o.buffer
     ? new BufferService({
         redis: t.redis,
-        blocking: blocking(),
-        keys: t.keys,
+        blocking: [blocking()],
+        shards: t.shards,
         tracer: tracing.tracer,
         metrics,
         logger,
@@ -866,8 +866,8 @@ describe('store fed malformed events (real Redis + PostgreSQL)', { timeout: TIME
     await migrate({ pool, schema });
     store = new StoreService({
       redis: t.redis,
-      blocking: t.blocking,
-      keys: t.keys,
+      blocking: [t.blocking],
+      shards: t.shards,
       pool,
       tracer: tracing.tracer,
       metrics,

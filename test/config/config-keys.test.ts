@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { bufferOptions } from '../../src/buffer/options.js';
 import { decodeBusEvent } from '../../src/bus/event-codec.js';
-import { redisKeys } from '../../src/bus/keys.js';
+import { singleShard } from '../../src/bus/shards.js';
 import { deleteKeysWithPrefix } from '../../src/bus/redis.js';
 import { CAMERA_KEY_NAMES } from '../../src/capture/camera-config.js';
 import { captureOptions } from '../../src/capture/options.js';
@@ -46,6 +46,8 @@ const KEYS: Record<ConfigKey, Entry> = {
   databaseUrl: { value: 'postgres://postgres@127.0.0.1:5432/test', host: 'end to end below' },
   dbSchema: { value: 'other_schema', host: 'end to end below: run migrates and stores into it' },
   prefix: { value: 'elsewhere:', host: 'end to end below: every key under it' },
+  shards: { value: 3, host: 'test/bus/shards.test.ts: run --shards 3 spreads cameras over three tagged shards, every frame completes' },
+  cameraShards: { value: ['a=0'], host: 'test/bus/shards.test.ts: a pinned camera lands in its shard; an unknown camera or shard exits 2' },
   logLevel: { value: 'debug', host: 'end to end below: debug lines appear' },
   metricsHost: { value: 'localhost', host: 'end to end below: the listening line names it' },
   metricsPort: { value: 0, host: 'end to end below: 0 (any free port) instead of the default 9100' },
@@ -127,8 +129,8 @@ const redis = new Redis({ lazyConnect: true });
 const pool = createPool('postgres://postgres@127.0.0.1:5432/test');
 const deps = {
   redis,
-  blocking: redis,
-  keys: redisKeys('detektr:'),
+  blocking: [redis],
+  shards: singleShard('detektr:'),
   tracer: trace.getTracer('config-keys'),
   metrics: createMetrics('test'),
   logger: createLogger({ component: 'test', level: 'error' }),

@@ -43,7 +43,7 @@ export async function startCapture(
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
   const service = new CaptureService({
     redis: t.redis,
-    keys: t.keys,
+    shards: t.shards,
     tracer: provider.getTracer('test'),
     metrics,
     logger: createLogger({ component: 'capture', level: 'debug', write: (l) => logs.push(l) }),

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
-import { redisKeys, type RedisKeys } from '../../src/bus/keys.js';
+import type { RedisKeys } from '../../src/bus/keys.js';
+import { singleShard, type ShardSet } from '../../src/bus/shards.js';
 import { deleteKeysWithPrefix } from '../../src/bus/redis.js';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -13,6 +14,8 @@ export interface TestRedis {
   redis: Redis;
   blocking: Redis;
   prefix: string;
+  /** One shard, untagged keys (as on one plain Redis); `keys` is its key set. */
+  shards: ShardSet;
   keys: RedisKeys;
   cleanup(): Promise<void>;
 }
@@ -22,11 +25,13 @@ export async function testRedis(label?: string, url = REDIS_URL): Promise<TestRe
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
   const blocking = new Redis(url, { maxRetriesPerRequest: 1 });
   const prefix = uniquePrefix(label);
+  const shards = singleShard(prefix);
   return {
     redis,
     blocking,
     prefix,
-    keys: redisKeys(prefix),
+    shards,
+    keys: shards.all[0],
     async cleanup() {
       await deleteKeysWithPrefix(redis, prefix);
       redis.disconnect();

@@ -41,11 +41,11 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     pool = createPool(TEST_DATABASE_URL, { schema });
     await migrate({ pool, schema });
     const metrics = createMetrics('test');
-    const deps = { redis: t.redis, keys: t.keys, tracer: tracing.tracer, metrics, logger, ...common };
-    buffer = new BufferService({ ...deps, blocking: t.blocking, processorTtlMs: 2000, streamMaxLen: 1000, batchSize: 50 });
+    const deps = { redis: t.redis, shards: t.shards, tracer: tracing.tracer, metrics, logger, ...common };
+    buffer = new BufferService({ ...deps, blocking: [t.blocking], processorTtlMs: 2000, streamMaxLen: 1000, batchSize: 50 });
     processor = new ProcessorRuntime({
       ...deps,
-      blocking: blocking(),
+      blocking: [blocking()],
       processor: sampleProcessor,
       id: 'sample',
       concurrency: 1,
@@ -54,7 +54,7 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
       processorTtlMs: 2000,
       streamMaxLen: 1000,
     });
-    store = new StoreService({ ...deps, blocking: blocking(), pool, batchSize: 100 });
+    store = new StoreService({ ...deps, blocking: [blocking()], pool, batchSize: 100 });
     void buffer.run();
     void processor.run();
     void store.run();
@@ -69,7 +69,7 @@ describe('detektr validate (real Redis + PostgreSQL, in-process pipeline)', () =
     opts = {
       redis: t.redis,
       pool,
-      keys: t.keys,
+      shards: t.shards,
       tracer: tracing.tracer,
       processorTtlMs: 2000,
       maxLag: 100,

@@ -111,8 +111,8 @@ describe('StoreService (real Redis + PostgreSQL)', () => {
     storePool = createPool(proxy.url, { schema, max: 4, connectionTimeoutMs: 1000, applicationName: appName });
     store = new StoreService({
       redis: t.redis,
-      blocking: t.blocking,
-      keys: t.keys,
+      blocking: [t.blocking],
+      shards: t.shards,
       pool: storePool,
       tracer,
       metrics,
