@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../bus/redis.js';
 
 const DNS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA']);
@@ -26,6 +27,9 @@ const AUTH_TEXT = /WRONGPASS|NOAUTH|invalid password|invalid username-password|p
  */
 export function connectionCause(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
+  // A Cluster that reached none of its nodes says "Failed to refresh slots cache."; the node's error says why.
+  const nodeError = (err as { lastNodeError?: unknown }).lastNodeError;
+  if (nodeError instanceof Error) return `${connectionCause(nodeError)} (Redis Cluster: ${err.message.replace(/\.$/, '')})`;
   const code = String((err as { code?: unknown }).code ?? '');
   const msg = err.message;
   if (code === 'ECONNREFUSED') return `connection refused (${msg})`;
@@ -51,6 +55,7 @@ export function redisReady(redis: RedisClient, timeoutMs: number, lastError?: ()
       clearTimeout(timer);
       redis.off('ready', onReady);
       redis.off('error', onError);
+      if (redis instanceof Cluster) redis.off('node error', onError);
       fn();
     };
     const onReady = () => done(resolve);
@@ -65,6 +70,8 @@ export function redisReady(redis: RedisClient, timeoutMs: number, lastError?: ()
     }, timeoutMs);
     redis.on('ready', onReady);
     redis.on('error', onError);
+    // A Cluster's connection errors are its nodes' (a refused node, a TLS or auth failure).
+    if (redis instanceof Cluster) redis.on('node error', onError);
     const seen = lastError?.();
     // A refusal seen before we looked settles it: the next retry would say the same.
     if (seen && redis.status !== 'connect') onError(seen);

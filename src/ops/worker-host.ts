@@ -3,7 +3,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../config/load-config.js';
 import { redactedConfig } from '../config/load-config.js';
 import { redisKeys, type RedisKeys } from '../bus/keys.js';
-import { closeRedis, createBlockingRedis, createRedis } from '../bus/redis.js';
+import { closeRedis, createBlockingRedis, createRedis, redisTlsFiles } from '../bus/redis.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
 import { initTracing, type Tracing } from '../telemetry/tracing.js';
@@ -56,12 +56,18 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
     tracer: tracing.tracer,
     keys: redisKeys(config.prefix),
     redis: (name = component) => {
-      const c = createRedis({ url: config.redisUrl, name: `detektr:${name}`, logger });
+      const c = createRedis({ url: config.redisUrl, tls: redisTlsFiles(config), name: `detektr:${name}`, logger });
       conns.push(c);
       return c;
     },
     blockingRedis: (name = component) => {
-      const c = createBlockingRedis({ url: config.redisUrl, name: `detektr:${name}`, logger, blockMs: config.blockTime });
+      const c = createBlockingRedis({
+        url: config.redisUrl,
+        tls: redisTlsFiles(config),
+        name: `detektr:${name}`,
+        logger,
+        blockMs: config.blockTime,
+      });
       conns.push(c);
       return c;
     },
