@@ -84,6 +84,7 @@ export async function redisNodes(redis: RedisClient, timeoutMs = 2000): Promise<
  */
 async function probe(cluster: Cluster, address: string, timeoutMs: number): Promise<string> {
   const i = address.lastIndexOf(':');
+  let error: unknown;
   const conn = new Redis({
     ...cluster.options.redisOptions,
     host: address.slice(0, i).replace(/^\[|\]$/g, ''),
@@ -95,12 +96,38 @@ async function probe(cluster: Cluster, address: string, timeoutMs: number): Prom
     retryStrategy: () => null,
     enableOfflineQueue: false,
   });
-  conn.on('error', () => undefined); // connect() rejects with it
+  conn.on('error', (err) => (error ??= err)); // the first is the cause; connect() may reject with a later one
   try {
-    await within(conn.connect(), timeoutMs, address);
+    await within(conn.connect(), timeoutMs, address).catch((err: unknown) => {
+      throw error ?? err;
+    });
     return await within(conn.info('server'), timeoutMs, address);
   } finally {
     conn.disconnect();
+  }
+}
+
+/** A Cluster's startup nodes, kept by createRedis (ioredis keeps them private). */
+const startupNodes = new WeakMap<Cluster, { host: string; port: number }[]>();
+
+export function rememberStartupNodes(cluster: Cluster, nodes: { host: string; port: number }[]): void {
+  startupNodes.set(cluster, nodes);
+}
+
+/**
+ * Why a Cluster cannot connect, when it only says "Connection is closed." (ioredis drops
+ * the error of the connection it asks for the slot map: a TLS or protocol failure): one
+ * connection to a startup node with the cluster's own options, and its error. undefined
+ * when that connection works (the cause is elsewhere).
+ */
+export async function clusterConnectError(cluster: Cluster, timeoutMs: number): Promise<unknown> {
+  const node = startupNodes.get(cluster)?.[0];
+  if (!node) return undefined;
+  try {
+    await probe(cluster, `${node.host}:${node.port}`, timeoutMs);
+    return undefined;
+  } catch (err) {
+    return err;
   }
 }
 

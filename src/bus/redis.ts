@@ -4,6 +4,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import { redactSecrets } from '../config/redact-text.js';
 import { InvalidInputError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
+import { rememberStartupNodes } from './cluster-nodes.js';
 import { parseRedisUrl, type RedisTarget } from './redis-url.js';
 
 /** A connection to one Redis, or to a Redis Cluster (ioredis Cluster routes each key to its node). */
@@ -142,6 +143,7 @@ function createCluster(target: Extract<RedisTarget, { kind: 'cluster' }>, redisO
     redisOptions: { ...perNode, commandTimeout },
   };
   const cluster = new Cluster(target.nodes, options);
+  rememberStartupNodes(cluster, target.nodes);
   type Send = Cluster['sendCommand'];
   const send: Send = cluster.sendCommand.bind(cluster);
   cluster.sendCommand = ((command: Parameters<Send>[0], ...rest: unknown[]) => {

@@ -1,4 +1,5 @@
 import { Cluster } from 'ioredis';
+import { clusterConnectError } from '../bus/cluster-nodes.js';
 import type { RedisClient } from '../bus/redis.js';
 
 const DNS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA']);
@@ -48,7 +49,20 @@ export function connectionCause(err: unknown): string {
  * here or by `lastError`, which saw the ones before we looked; describe it with
  * connectionCause), or, when none came, with how long it waited and in which state.
  */
-export function redisReady(redis: RedisClient, timeoutMs: number, lastError?: () => unknown): Promise<void> {
+export async function redisReady(redis: RedisClient, timeoutMs: number, lastError?: () => unknown): Promise<void> {
+  const started = Date.now();
+  try {
+    await untilReady(redis, timeoutMs, lastError);
+  } catch (err) {
+    // A Cluster often knows only "Connection is closed.": ask a node directly for the real cause (TLS, protocol).
+    if (!(redis instanceof Cluster) || !/Connection is closed|Failed to refresh slots cache/.test(String((err as Error)?.message)))
+      throw err;
+    const left = timeoutMs - (Date.now() - started);
+    throw (left > 100 ? await clusterConnectError(redis, Math.min(1000, left)) : undefined) ?? err;
+  }
+}
+
+function untilReady(redis: RedisClient, timeoutMs: number, lastError?: () => unknown): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (fn: () => void) => {

@@ -325,4 +325,33 @@ describe('Redis over TLS with CA, client certificate and key files', () => {
       await server.stop();
     }
   }, 30_000);
+
+  it('a TLS cluster (rediss+cluster://): the files reach every node; a wrong CA fails with a clear cause', async () => {
+    const tlsCluster = await startRedisCluster({ masters: 3, replicasPerMaster: 0, tls: files });
+    const tls = { ca: files.ca, cert: files.cert, key: files.key };
+    const good = createRedis({ url: tlsCluster.url, name: 'detektr:test', tls });
+    const wrongCa = createRedis({ url: tlsCluster.url, name: 'detektr:test', tls: { ...tls, ca: files.otherCa } });
+    let seen: unknown;
+    wrongCa.on('node error', (err) => (seen = err));
+    try {
+      expect(tlsCluster.url).toMatch(/^rediss\+cluster:\/\//);
+      const prefix = uniquePrefix('tlscluster');
+      await Promise.all(keysOf(prefix, 100).map((k) => good.set(k, 'v')));
+      expect(await deleteKeysWithPrefix(good, prefix)).toBe(100);
+      const nodes = await redisNodes(good);
+      expect(nodes.map((n) => [n.role, n.status])).toEqual([
+        ['master', 'ok'],
+        ['master', 'ok'],
+        ['master', 'ok'],
+      ]);
+      const err = await redisReady(wrongCa, 5000, () => seen).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(connectionCause(err)).toMatch(/TLS certificate rejected|self.signed|unable to verify/i);
+    } finally {
+      await closeRedis(good, wrongCa);
+      await tlsCluster.stop();
+    }
+  }, 90_000);
 });

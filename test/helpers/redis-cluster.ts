@@ -121,7 +121,7 @@ export interface ClusterNode {
 }
 
 export interface TestCluster {
-  /** redis+cluster://[:password@]127.0.0.1:p1,127.0.0.1:p2,... (every node). */
+  /** redis+cluster://[:password@]127.0.0.1:p1,127.0.0.1:p2,... (every node; rediss+cluster:// with TLS). */
   url: string;
   password?: string;
   nodes: ClusterNode[];
@@ -134,13 +134,13 @@ export interface TestCluster {
 }
 
 export async function startRedisCluster(
-  o: { masters?: number; replicasPerMaster?: 0 | 1; password?: string; nodeTimeoutMs?: number } = {},
+  o: { masters?: number; replicasPerMaster?: 0 | 1; password?: string; nodeTimeoutMs?: number; tls?: TlsFiles } = {},
 ): Promise<TestCluster> {
   const masters = o.masters ?? 3;
   const replicas = o.replicasPerMaster ?? 0;
   const total = masters * (1 + replicas);
   const dir = mkdtempSync(join(tmpdir(), 'detektr-cluster-'));
-  const auth: RedisOptions = o.password ? { password: o.password } : {};
+  const auth: RedisOptions = { ...(o.password ? { password: o.password } : {}), ...(o.tls ? { tls: clientTls(o.tls) } : {}) };
   const servers: Server[] = [];
   const taken = new Set<number>();
   const killed = new Set<number>();
@@ -168,6 +168,8 @@ export async function startRedisCluster(
           '--loglevel',
           'warning',
           ...(o.password ? ['--requirepass', o.password, '--masterauth', o.password] : []),
+          // TLS only, between nodes too; the cluster bus is then the TLS port + 10000.
+          ...(o.tls ? [...serverTlsArgs(port, o.tls), '--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
         ];
         try {
           servers.push(await startServer(port, args, auth));
@@ -185,7 +187,9 @@ export async function startRedisCluster(
       String(replicas),
       '--cluster-yes',
     ];
-    await run('redis-cli', o.password ? ['--no-auth-warning', '-a', o.password, ...cli] : cli, { timeout: 60_000 });
+    const cliTls = o.tls ? ['--tls', '--cacert', o.tls.ca, '--cert', o.tls.cert, '--key', o.tls.key] : [];
+    const cliAuth = o.password ? ['--no-auth-warning', '-a', o.password] : [];
+    await run('redis-cli', [...cliTls, ...cliAuth, ...cli], { timeout: 60_000 });
     await until('cluster_state:ok on every node, every replica in sync', 60_000, async () => {
       for (const s of servers) {
         const [cluster, repl] = await ask(s.port, auth, async (r) => [(await r.cluster('INFO')) as string, await r.info('replication')]);
@@ -209,7 +213,7 @@ export async function startRedisCluster(
   const userinfo = o.password ? `:${encodeURIComponent(o.password)}@` : '';
   let stopped: Promise<void> | undefined;
   return {
-    url: `redis+cluster://${userinfo}${servers.map((s) => `127.0.0.1:${s.port}`).join(',')}`,
+    url: `${o.tls ? 'rediss' : 'redis'}+cluster://${userinfo}${servers.map((s) => `127.0.0.1:${s.port}`).join(',')}`,
     password: o.password,
     nodes,
     async killMaster(i) {
@@ -390,17 +394,9 @@ export async function makeTlsFiles(): Promise<TlsFiles> {
   };
 }
 
-export interface TlsRedis {
-  /** rediss://127.0.0.1:<port> */
-  url: string;
-  port: number;
-  stop(): Promise<void>;
-}
-
-/** A redis-server that speaks only TLS and requires a client certificate signed by the test CA. */
-export async function startTlsRedis(files: TlsFiles): Promise<TlsRedis> {
-  const port = await freeClusterPort(new Set());
-  const args = [
+/** Server flags: TLS only on `port` (`--port 0` after the plain `--port` turns that off), client certificates required. */
+function serverTlsArgs(port: number, files: TlsFiles): string[] {
+  return [
     '--port',
     '0',
     '--tls-port',
@@ -413,12 +409,25 @@ export async function startTlsRedis(files: TlsFiles): Promise<TlsRedis> {
     files.ca,
     '--tls-auth-clients',
     'yes',
-    '--dir',
-    files.dir,
-    '--loglevel',
-    'warning',
   ];
-  const tls = { ca: readFileSync(files.ca), cert: readFileSync(files.cert), key: readFileSync(files.key) };
+}
+
+function clientTls(files: TlsFiles): { ca: Buffer; cert: Buffer; key: Buffer } {
+  return { ca: readFileSync(files.ca), cert: readFileSync(files.cert), key: readFileSync(files.key) };
+}
+
+export interface TlsRedis {
+  /** rediss://127.0.0.1:<port> */
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** A redis-server that speaks only TLS and requires a client certificate signed by the test CA. */
+export async function startTlsRedis(files: TlsFiles): Promise<TlsRedis> {
+  const port = await freeClusterPort(new Set());
+  const args = [...serverTlsArgs(port, files), '--dir', files.dir, '--loglevel', 'warning'];
+  const tls = clientTls(files);
   // `--port 0` after ours turns the plain port off; the probe speaks TLS to the TLS port.
   const s = await startServer(port, args, { tls });
   return { url: `rediss://127.0.0.1:${port}`, port, stop: () => killServer(s) };
