@@ -17,7 +17,9 @@ import {
   type TestCluster,
   type TlsFiles,
 } from '../helpers/redis-cluster.js';
+import { runDetektr } from '../helpers/cli.js';
 import { uniquePrefix, waitFor } from '../helpers/redis.js';
+import { freePort } from '../helpers/rtsp-server.js';
 
 const SECRET = 'Sw0rdf1sh-cluster';
 
@@ -128,6 +130,42 @@ describe('the Redis setting: URL forms', () => {
     expect(() => loadConfig({ env: { DETEKTR_PG_POOL_SIZE: '0' }, configPath: '/dev/null' })).toThrow(
       /DETEKTR_PG_POOL_SIZE: "0" is out of range/,
     );
+  });
+});
+
+describe('the Redis setting on the command line', () => {
+  it('config show prints a cluster URL with the password masked; a bad one exits 2 naming the flag, without it', async () => {
+    const env = { DETEKTR_CONFIG: undefined, REDIS_URL: undefined };
+    const shown = await runDetektr(['config', 'show', '--json', '--redis-url', `redis+cluster://app:${SECRET}@h1:7000,h2:7001`], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect((JSON.parse(shown.stdout) as { values: { redisUrl: { value: string } } }).values.redisUrl.value).toBe(
+      'redis+cluster://app:***@h1:7000,h2:7001',
+    );
+    const bad = await runDetektr(['validate', '--json', '--redis-url', `redis+cluster://app:${SECRET}@h1:7000,h2:port`], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^detektr: --redis-url: "redis\+cluster:\/\/app:\*\*\*@h1:7000,h2:port" has a bad port \(host number 2/m);
+    const noTls = await runDetektr(['validate', '--redis-url', 'redis+cluster://127.0.0.1:1', '--redis-tls-ca', '/etc/hostname'], env);
+    expect(noTls.code).toBe(2);
+    expect(noTls.stderr).toMatch(/redisTlsCa set but the Redis URL is not TLS/);
+    expect(shown.stdout + shown.stderr + bad.stdout + bad.stderr).not.toContain(SECRET);
+  }, 60_000);
+});
+
+describe('no call hangs on a cluster that never comes up', () => {
+  it('a command fails after its deadline, though the client keeps reconnecting', async () => {
+    const ports = [await freePort(), await freePort()];
+    const redis = createRedis({
+      url: `redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}`,
+      name: 'detektr:test',
+      commandTimeoutMs: 500,
+    });
+    try {
+      await expect(redis.get('k')).rejects.toThrow(/timed out/i);
+      await expect(redis.set('k', 'v')).rejects.toThrow(/timed out/i);
+      expect(redis.status).not.toBe('end'); // still retrying: it connects once the cluster is there
+    } finally {
+      await closeRedis(redis);
+    }
   });
 });
 
