@@ -6,7 +6,14 @@ import { CONFIG_KEYS, type ConfigKey, type KeySpec } from '../src/config/schema.
 
 /** Flags shared by every command that talks to the infrastructure, mapped to config keys. */
 const SHARED: [flag: string, key: ConfigKey, help: string][] = [
-  ['--redis-url <url>', 'redisUrl', 'Redis URL (env REDIS_URL; default redis://127.0.0.1:6379)'],
+  [
+    '--redis-url <url>',
+    'redisUrl',
+    'Redis URL: redis://, rediss:// (TLS), redis+cluster://h1:p1,h2:p2, redis+sentinel://h1:p1,h2:p2/<master> (env REDIS_URL; default redis://127.0.0.1:6379)',
+  ],
+  ['--redis-tls-ca <file>', 'redisTlsCa', 'PEM CA file for rediss:// forms (env REDIS_TLS_CA; default: the system CAs)'],
+  ['--redis-tls-cert <file>', 'redisTlsCert', 'PEM client certificate for rediss:// forms (env REDIS_TLS_CERT)'],
+  ['--redis-tls-key <file>', 'redisTlsKey', 'PEM private key of --redis-tls-cert (env REDIS_TLS_KEY)'],
   ['--database-url <url>', 'databaseUrl', 'PostgreSQL URL (env DATABASE_URL; default postgres://postgres@127.0.0.1:5432/detektr)'],
   ['--db-schema <name>', 'dbSchema', 'PostgreSQL schema (env DETEKTR_DB_SCHEMA; default detektr)'],
   ['--prefix <prefix>', 'prefix', 'prefix of every Redis key (env DETEKTR_PREFIX; default detektr:)'],
@@ -23,6 +30,11 @@ const DATA: [flag: string, key: ConfigKey, help: string][] = [
   ],
 ];
 
+/** Commands that keep a PostgreSQL pool open (run, store, migrate). */
+const PG_POOL: [flag: string, key: ConfigKey, help: string][] = [
+  ['--pg-pool-size <n>', 'pgPoolSize', 'PostgreSQL connections the pool may open, 1-100 (env DETEKTR_PG_POOL_SIZE; default 10)'],
+];
+
 const WORKER: [flag: string, key: ConfigKey, help: string][] = [
   ['--metrics-port <port>', 'metricsPort', 'port of /metrics, /healthz, /readyz (on --metrics-host; 0: any free port)'],
   ['--metrics-host <host>', 'metricsHost', 'address the metrics server binds to (default 127.0.0.1)'],
@@ -34,10 +46,14 @@ const camel = (flag: string) =>
     .split(' ')[0]
     .replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
-export function withConfigOptions(cmd: Command, opts: { worker?: boolean; only?: ConfigKey[]; dataDir?: boolean } = {}): Command {
+export function withConfigOptions(
+  cmd: Command,
+  opts: { worker?: boolean; only?: ConfigKey[]; dataDir?: boolean; pgPool?: boolean } = {},
+): Command {
   cmd.option('-c, --config <file>', 'config file (YAML; env DETEKTR_CONFIG; default ./detektr.yml when present)');
   const data = opts.dataDir || opts.only?.includes('dataDir') ? DATA : [];
-  for (const [flag, key, help] of [...SHARED, ...data, ...(opts.worker ? WORKER : [])]) {
+  const pool = opts.pgPool || opts.only?.includes('pgPoolSize') ? PG_POOL : [];
+  for (const [flag, key, help] of [...SHARED, ...data, ...pool, ...(opts.worker ? WORKER : [])]) {
     if (!opts.only || opts.only.includes(key)) cmd.addOption(new Option(flag, help));
   }
   return cmd;
@@ -46,7 +62,7 @@ export function withConfigOptions(cmd: Command, opts: { worker?: boolean; only?:
 /** Builds the effective config: these flags > environment > config file > defaults. */
 export function resolveConfig(flags: Record<string, unknown>, extra: Partial<Record<ConfigKey, unknown>> = {}): LoadedConfig {
   const mapped: Partial<Record<ConfigKey, unknown>> = { ...extra };
-  for (const [flag, key] of [...SHARED, ...DATA, ...WORKER]) {
+  for (const [flag, key] of [...SHARED, ...DATA, ...PG_POOL, ...WORKER]) {
     const v = flags[camel(flag)];
     if (v !== undefined) mapped[key] = v;
   }

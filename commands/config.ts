@@ -9,7 +9,7 @@ export function configCommand(): Command {
   const show = new Command('show')
     .description('the effective configuration, where each value comes from (flag, env, file, default); secrets redacted')
     .option('--json', 'print as JSON: { file, values: { key: { value, source, env } } }');
-  withConfigOptions(show, { worker: true });
+  withConfigOptions(show, { worker: true, pgPool: true });
   show.action((flags: Record<string, unknown>) => {
     const loaded = resolveConfig(flags);
     const values = redactedConfig(loaded.config);

@@ -2,7 +2,7 @@ import Table from 'cli-table3';
 import { Command } from 'commander';
 import { createElement } from 'react';
 import { shardSetOf } from '../src/bus/shards.js';
-import { closeRedis, createRedis } from '../src/bus/redis.js';
+import { closeRedis, createRedis, redisTlsFiles } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
 import { resolveBackends } from '../src/embedded/resolve-backends.js';
@@ -92,7 +92,7 @@ export function loadtestCommand(): Command {
     // No URLs set: the backends of a running `detektr run` (run.json in --data-dir).
     const backends = await resolveBackends(loaded);
     const tracing = initTracing('detektr-loadtest');
-    const redis = createRedis({ url: backends.redisUrl, name: 'detektr:loadtest', logger });
+    const redis = createRedis({ url: backends.redisUrl, tls: redisTlsFiles(config), name: 'detektr:loadtest', logger });
     const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2 });
     const abort = new AbortController();
     const onSignal = () => abort.abort();

@@ -24,7 +24,7 @@ export function migrateCommand(): Command {
       'partition / chunk width, 1h..31d, whole hours (read once, by migration 002); see docs/architecture.md for sizing',
       '1d',
     );
-  withConfigOptions(cmd, { only: ['databaseUrl', 'dbSchema', 'logLevel'] });
+  withConfigOptions(cmd, { only: ['databaseUrl', 'dbSchema', 'logLevel', 'pgPoolSize'] });
   return cmd.action(
     async (
       flags: { dryRun?: boolean; json?: boolean; storage: 'auto' | 'native' | 'timescaledb'; partitionInterval: string } & Record<
@@ -38,7 +38,7 @@ export function migrateCommand(): Command {
       }
       const { config } = resolveConfig(flags);
       if (!flags.dryRun) await ensureDatabase(config.databaseUrl);
-      const pool = createPool(config.databaseUrl, { schema: config.dbSchema });
+      const pool = createPool(config.databaseUrl, { schema: config.dbSchema, max: config.pgPoolSize });
       try {
         const result = await migrate({
           pool,

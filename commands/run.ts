@@ -27,7 +27,7 @@ export function runCommand(): Command {
         return n;
       }),
     );
-  withConfigOptions(cmd, { worker: true, dataDir: true });
+  withConfigOptions(cmd, { worker: true, dataDir: true, pgPool: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const loaded = resolveConfig(flags, { cameras: flags.camera, fps: flags.fps, cameraShards: flags.cameraShard });
     const { config, file } = loaded;
@@ -49,7 +49,7 @@ export function runCommand(): Command {
     let pool: pg.Pool | undefined;
     try {
       await ensureDatabase(config.databaseUrl);
-      const db = (pool = createPool(config.databaseUrl, { schema: config.dbSchema }));
+      const db = (pool = createPool(config.databaseUrl, { schema: config.dbSchema, max: config.pgPoolSize }));
       await migrate({ pool: db, schema: config.dbSchema });
       let pipeline: ReturnType<typeof localPipeline> | undefined;
       process.exitCode = await hostWorker({

@@ -74,6 +74,15 @@ export function StatusView({ load, intervalMs }: { load: () => Promise<StatusSna
       <Text>
         dead-letter: {snap.deadLetter} drops (5 min): {drops.length ? drops.map(([r, n]) => `${r} ${n}`).join(', ') : 'none'}
       </Text>
+      {snap.cluster && <Text bold>nodes (cluster_state {snap.cluster.state})</Text>}
+      {snap.cluster?.nodes.map((n) => (
+        <Row
+          key={n.address}
+          cells={[n.address, n.role, n.slots ?? '', n.status]}
+          widths={[24, 10, 24, 20]}
+          color={n.status === 'ok' ? undefined : 'red'}
+        />
+      ))}
       {snap.errors.map((e) => (
         <Text key={e} color="red">
           {e}

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { createElement } from 'react';
 import { shardSetOf } from '../src/bus/shards.js';
-import { closeRedis, createRedis } from '../src/bus/redis.js';
+import { closeRedis, createRedis, redisTlsFiles } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { resolveBackends } from '../src/embedded/resolve-backends.js';
 import { statusSnapshot, type StatusSnapshot } from '../src/ops/status-snapshot.js';
@@ -21,6 +21,10 @@ function plain(s: StatusSnapshot): string {
       `  ${p.id} [${p.capabilities.join(',')}] queued ${p.queued}/${p.capacity} ${p.live ? `heartbeat ${p.heartbeatAgeMs} ms ago` : 'GONE'}`,
     );
   lines.push(`dead-letter: ${s.deadLetter}; drops in 5 min: ${JSON.stringify(s.recentDrops)}`);
+  if (s.cluster) {
+    lines.push(`nodes: cluster_state ${s.cluster.state}`);
+    for (const n of s.cluster.nodes) lines.push(`  ${n.address} ${n.role}${n.slots ? ` slots ${n.slots}` : ''} ${n.status}`);
+  }
   for (const e of s.errors) lines.push(`error: ${e}`);
   return lines.join('\n') + '\n';
 }
@@ -37,7 +41,7 @@ export function statusCommand(): Command {
     const intervalMs = parseDuration(String(flags.interval), '--interval');
     // No URLs set: the backends of a running `detektr run` (run.json in --data-dir).
     const backends = await resolveBackends(loaded);
-    const redis = createRedis({ url: backends.redisUrl, name: 'detektr:status', commandTimeoutMs: 2000 });
+    const redis = createRedis({ url: backends.redisUrl, tls: redisTlsFiles(config), name: 'detektr:status', commandTimeoutMs: 2000 });
     redis.on('error', () => undefined); // shown in the view
     const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 2000 });
     pool.on('error', () => undefined);

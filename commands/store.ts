@@ -9,10 +9,10 @@ export function storeCommand(): Command {
   const cmd = new Command('store').description(
     'project lifecycle events from the events stream into PostgreSQL (run `detektr migrate` first)',
   );
-  withConfigOptions(cmd, { worker: true });
+  withConfigOptions(cmd, { worker: true, pgPool: true });
   return cmd.action(async (flags: Record<string, unknown>) => {
     const { config } = resolveConfig(flags);
-    const pool = createPool(config.databaseUrl, { schema: config.dbSchema });
+    const pool = createPool(config.databaseUrl, { schema: config.dbSchema, max: config.pgPoolSize });
     const options = storeOptions(config);
     try {
       process.exitCode = await hostWorker({

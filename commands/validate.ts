@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import { Command } from 'commander';
 import { shardSetOf } from '../src/bus/shards.js';
-import { closeRedis, createRedis } from '../src/bus/redis.js';
+import { closeRedis, createRedis, redisTlsFiles } from '../src/bus/redis.js';
 import { parseDuration } from '../src/config/parse-value.js';
 import { InvalidInputError } from '../src/domain/errors.js';
 import { resolveBackends } from '../src/embedded/resolve-backends.js';
@@ -36,7 +36,12 @@ export function validateCommand(): Command {
     const backends = await resolveBackends(loaded);
     const exportPlan = traceExportPlan();
     const tracing = initTracing('detektr-validate');
-    const redis = createRedis({ url: backends.redisUrl, name: 'detektr:validate', commandTimeoutMs: 1500 });
+    const redis = createRedis({
+      url: backends.redisUrl,
+      tls: redisTlsFiles(config),
+      name: 'detektr:validate',
+      commandTimeoutMs: 1500,
+    });
     let redisError: unknown;
     redis.on('error', (err) => (redisError = err)); // reported by the redis check, with its cause
     const pool = createPool(backends.databaseUrl, { schema: config.dbSchema, max: 2, connectionTimeoutMs: 1500 });

@@ -9,7 +9,11 @@ export type Source = 'flag' | 'env' | 'file' | 'default';
 
 export interface Config {
   redisUrl: string;
+  redisTlsCa?: string;
+  redisTlsCert?: string;
+  redisTlsKey?: string;
   databaseUrl: string;
+  pgPoolSize: number;
   dbSchema: string;
   prefix: string;
   shards: number;

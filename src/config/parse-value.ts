@@ -1,3 +1,4 @@
+import { MULTI_HOST_REDIS_URL, parseRedisUrl } from '../bus/redis-url.js';
 import { InvalidInputError } from '../domain/errors.js';
 import { redactValue } from './redact-text.js';
 import type { KeySpec } from './schema.js';
@@ -36,6 +37,11 @@ export function parseValue(name: string, spec: KeySpec, raw: unknown): unknown {
       return raw;
     case 'url': {
       if (typeof raw !== 'string') throw bad('must be a URL');
+      // Redis Cluster / Sentinel URLs list several hosts, which the WHATWG parser rejects.
+      if (MULTI_HOST_REDIS_URL.test(raw)) {
+        parseRedisUrl(raw, name);
+        return raw;
+      }
       try {
         new URL(raw);
       } catch {

@@ -1,5 +1,5 @@
 const SCHEME = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
-const SECRET_PARAM = /([?&;](?:pass|password|passwd|pwd|secret|token|access_token|api_?key|auth)=)[^&#;]*/gi;
+const SECRET_PARAM = /([?&;](?:pass|password|passwd|pwd|secret|token|access_token|api_?key|auth|sentinel_?password)=)[^&#;]*/gi;
 const MASK = '***';
 
 /**

@@ -25,12 +25,35 @@ export const CONFIG_KEYS = {
     secret: true,
     description: 'Redis holding the streams, payloads and registry',
   },
+  redisTlsCa: {
+    type: 'string',
+    env: 'REDIS_TLS_CA',
+    description: "PEM file of the CA that signed the Redis servers' certificates (rediss:// forms only; default: the system CAs)",
+  },
+  redisTlsCert: {
+    type: 'string',
+    env: 'REDIS_TLS_CERT',
+    description: 'PEM file of the client certificate sent to Redis (rediss:// forms only; with redisTlsKey)',
+  },
+  redisTlsKey: {
+    type: 'string',
+    env: 'REDIS_TLS_KEY',
+    description: 'PEM file of the private key of redisTlsCert (rediss:// forms only)',
+  },
   databaseUrl: {
     type: 'url',
     default: 'postgres://postgres@127.0.0.1:5432/detektr',
     env: 'DATABASE_URL',
     secret: true,
     description: 'PostgreSQL for frame tracking',
+  },
+  pgPoolSize: {
+    type: 'int',
+    default: 10,
+    env: 'DETEKTR_PG_POOL_SIZE',
+    min: 1,
+    max: 100,
+    description: 'PostgreSQL connections each pool of run, store and migrate may open',
   },
   dbSchema: { type: 'string', default: 'detektr', env: 'DETEKTR_DB_SCHEMA', description: 'PostgreSQL schema holding the detektr tables' },
   prefix: {

@@ -1,3 +1,5 @@
+import { Cluster } from 'ioredis';
+import { clusterConnectError } from '../bus/cluster-nodes.js';
 import type { RedisClient } from '../bus/redis.js';
 
 const DNS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA']);
@@ -26,6 +28,9 @@ const AUTH_TEXT = /WRONGPASS|NOAUTH|invalid password|invalid username-password|p
  */
 export function connectionCause(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
+  // A Cluster that reached none of its nodes says "Failed to refresh slots cache."; the node's error says why.
+  const nodeError = (err as { lastNodeError?: unknown }).lastNodeError;
+  if (nodeError instanceof Error) return `${connectionCause(nodeError)} (Redis Cluster: ${err.message.replace(/\.$/, '')})`;
   const code = String((err as { code?: unknown }).code ?? '');
   const msg = err.message;
   if (code === 'ECONNREFUSED') return `connection refused (${msg})`;
@@ -44,13 +49,27 @@ export function connectionCause(err: unknown): string {
  * here or by `lastError`, which saw the ones before we looked; describe it with
  * connectionCause), or, when none came, with how long it waited and in which state.
  */
-export function redisReady(redis: RedisClient, timeoutMs: number, lastError?: () => unknown): Promise<void> {
+export async function redisReady(redis: RedisClient, timeoutMs: number, lastError?: () => unknown): Promise<void> {
+  const started = Date.now();
+  try {
+    await untilReady(redis, timeoutMs, lastError);
+  } catch (err) {
+    // A Cluster often knows only "Connection is closed.": ask a node directly for the real cause (TLS, protocol).
+    if (!(redis instanceof Cluster) || !/Connection is closed|Failed to refresh slots cache/.test(String((err as Error)?.message)))
+      throw err;
+    const left = timeoutMs - (Date.now() - started);
+    throw (left > 100 ? await clusterConnectError(redis, Math.min(1000, left)) : undefined) ?? err;
+  }
+}
+
+function untilReady(redis: RedisClient, timeoutMs: number, lastError?: () => unknown): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const done = (fn: () => void) => {
       clearTimeout(timer);
       redis.off('ready', onReady);
       redis.off('error', onError);
+      if (redis instanceof Cluster) redis.off('node error', onError);
       fn();
     };
     const onReady = () => done(resolve);
@@ -65,6 +84,8 @@ export function redisReady(redis: RedisClient, timeoutMs: number, lastError?: ()
     }, timeoutMs);
     redis.on('ready', onReady);
     redis.on('error', onError);
+    // A Cluster's connection errors are its nodes' (a refused node, a TLS or auth failure).
+    if (redis instanceof Cluster) redis.on('node error', onError);
     const seen = lastError?.();
     // A refusal seen before we looked settles it: the next retry would say the same.
     if (seen && redis.status !== 'connect') onError(seen);

@@ -72,8 +72,8 @@ export interface LoadtestReport {
   throughputFps: number;
   latencyMs: { p50: number | null; p95: number | null; p99: number | null; max: number | null };
   journeyCompletenessPct: number;
-  /** Per shard: the synthetic cameras it got and the frames sent to and completed in it. */
-  shards: { shard: number; cameras: number; sent: number; completed: number }[];
+  /** Per shard: the synthetic cameras it got, the frames sent to it and how they ended. */
+  shards: { shard: number; cameras: number; sent: number; completed: number; failed: number; dropped: number; unaccounted: number }[];
   gates: GateResult[];
   pass: boolean;
 }
@@ -206,15 +206,20 @@ async function buildReport(
   sentPerShard: number[],
 ): Promise<LoadtestReport> {
   const counts = await stateCounts(o.pool, cameras, since);
-  const completedBy = await o.pool.query<{ camera_id: string; n: number }>(
-    "SELECT camera_id, count(*)::int AS n FROM frame_metadata WHERE camera_id = ANY($1) AND captured_at >= $2 AND state = 'completed' GROUP BY 1",
+  const byCamera = await o.pool.query<{ camera_id: string; state: string; n: number }>(
+    'SELECT camera_id, state, count(*)::int AS n FROM frame_metadata WHERE camera_id = ANY($1) AND captured_at >= $2 GROUP BY 1, 2',
     [cameras, since],
   );
-  const shards = sentPerShard.map((n, shard) => ({ shard, cameras: 0, sent: n, completed: 0 }));
+  const shards = sentPerShard.map((n, shard) => ({ shard, cameras: 0, sent: n, completed: 0, failed: 0, dropped: 0, unaccounted: 0 }));
   for (const c of cameras) shards[o.shards.shardOf(c)].cameras++;
-  for (const r of completedBy.rows) shards[o.shards.shardOf(r.camera_id)].completed += r.n;
+  for (const r of byCamera.rows) {
+    const s = shards[o.shards.shardOf(r.camera_id)];
+    if (r.state === 'completed' || r.state === 'failed' || r.state === 'dropped') s[r.state] += r.n;
+  }
+  for (const s of shards) s.unaccounted = Math.max(0, s.sent - s.completed - s.failed - s.dropped);
   const dropped = await o.pool.query<{ reason: string; n: number }>(
-    "SELECT coalesce(dropped_reason, 'unknown') AS reason, count(*)::int AS n FROM frame_metadata WHERE camera_id = ANY($1) AND captured_at >= $2 AND state = 'dropped' GROUP BY 1",
+    // By the reason's class: what follows " (" carries live numbers (a shed's queue lengths).
+    "SELECT coalesce(split_part(dropped_reason, ' (', 1), 'unknown') AS reason, count(*)::int AS n FROM frame_metadata WHERE camera_id = ANY($1) AND captured_at >= $2 AND state = 'dropped' GROUP BY 1",
     [cameras, since],
   );
   const lat = await o.pool.query<{ p50: number | null; p95: number | null; p99: number | null; max: number | null }>(

@@ -1,4 +1,6 @@
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../bus/redis.js';
+import { clusterState, redisNodes, type RedisNodeInfo } from '../bus/cluster-nodes.js';
 import type pg from 'pg';
 import { ProcessorRegistry } from '../buffer/registry.js';
 import { groupLag, type GroupLag } from '../bus/group-lag.js';
@@ -33,6 +35,8 @@ export interface StatusSnapshot {
   /** frame.dropped in the last 5 minutes, by reason. */
   recentDrops: Record<string, number>;
   errors: string[];
+  /** Redis Cluster only: cluster_state and every node (role, slots, status). */
+  cluster?: { state: string; nodes: RedisNodeInfo[] };
 }
 
 /** One look at the pipeline from Redis and PostgreSQL, for `detektr status`. */
@@ -109,5 +113,16 @@ export async function statusSnapshot(o: {
       ),
     {} as Record<string, number>,
   );
-  return { at: new Date(now).toISOString(), cameras, queues, shards, processors, deadLetter, recentDrops, errors };
+  const cluster =
+    o.redis instanceof Cluster
+      ? await safe(
+          'redis nodes',
+          async () => {
+            const [state, nodes] = await Promise.all([clusterState(o.redis), redisNodes(o.redis)]);
+            return { state: state?.state ?? 'unknown', nodes };
+          },
+          undefined,
+        )
+      : undefined;
+  return { at: new Date(now).toISOString(), cameras, queues, shards, processors, deadLetter, recentDrops, errors, ...(cluster ? { cluster } : {}) };
 }

@@ -1,6 +1,8 @@
 import { connect } from 'node:net';
 import type { Tracer } from '@opentelemetry/api';
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../bus/redis.js';
+import { clusterState, redisNodes } from '../bus/cluster-nodes.js';
 import type pg from 'pg';
 import { ProcessorRegistry } from '../buffer/registry.js';
 import { groupLag } from '../bus/group-lag.js';
@@ -150,6 +152,32 @@ async function redisChecks(o: ValidateOptions): Promise<CheckResult[]> {
   return out;
 }
 
+/**
+ * A cluster's state and each of its nodes (a single server is the `redis` line). A node
+ * the cluster marks failed is a warning while every slot is served (its replica took
+ * over: redundancy lost), a failure when the cluster itself is down.
+ */
+async function redisNodeChecks(o: ValidateOptions, timeoutMs: number): Promise<CheckResult[]> {
+  const [state, nodes] = await Promise.all([clusterState(o.redis, timeoutMs), redisNodes(o.redis, timeoutMs)]);
+  const ok = state?.state === 'ok';
+  const out: CheckResult[] = [
+    {
+      check: 'redis cluster',
+      status: ok ? 'ok' : 'fail',
+      detail: `cluster_state ${state?.state ?? 'unknown'}, ${state?.slotsAssigned ?? 0} of 16384 slots assigned${state?.slotsFail ? `, ${state.slotsFail} failing` : ''}, ${nodes.length} nodes`,
+    },
+  ];
+  for (const n of nodes) {
+    const parts = [n.role, ...(n.slots ? [`slots ${n.slots}`] : []), ...(n.version ? [`version ${n.version}`] : [])];
+    out.push({
+      check: `redis node ${n.address}`,
+      status: n.status === 'ok' ? 'ok' : ok ? 'warn' : 'fail',
+      detail: n.status === 'ok' ? parts.join(', ') : `${parts.join(', ')}: ${redactSecrets(n.status)}`,
+    });
+  }
+  return out;
+}
+
 async function postgresChecks(o: ValidateOptions): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const [version, files] = await Promise.all([schemaVersion(o.pool), loadMigrations()]);
@@ -276,6 +304,12 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
       await redisReady(o.redis, Math.round(limit * 0.9), o.redisError);
       return redisChecks(o);
     }),
+    o.redis instanceof Cluster
+      ? guarded('redis cluster', async () => {
+          await redisReady(o.redis, Math.round(limit * 0.9), o.redisError);
+          return redisNodeChecks(o, Math.round(limit * 0.5));
+        })
+      : Promise.resolve([]),
     guarded('postgres', () => postgresChecks(o)),
     o.otlpEndpoint ? exporterCheck(o.otlpEndpoint, limit, o.otlpProtocol).then((r) => [r]) : Promise.resolve([]),
   ]);

@@ -3,7 +3,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Config } from '../config/load-config.js';
 import { redactedConfig } from '../config/load-config.js';
 import { checkLayout, shardSetOf, type ShardSet } from '../bus/shards.js';
-import { closeRedis, createBlockingRedis, createRedis } from '../bus/redis.js';
+import { closeRedis, createBlockingRedis, createRedis, redisTlsFiles } from '../bus/redis.js';
 import { InvalidInputError } from '../domain/errors.js';
 import { createLogger, type Logger } from '../telemetry/logger.js';
 import { createMetrics, type Metrics } from '../telemetry/metrics.js';
@@ -60,12 +60,18 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
     tracer: tracing.tracer,
     shards: shardSetOf(config),
     redis: (name = component) => {
-      const c = createRedis({ url: config.redisUrl, name: `detektr:${name}`, logger });
+      const c = createRedis({ url: config.redisUrl, tls: redisTlsFiles(config), name: `detektr:${name}`, logger });
       conns.push(c);
       return c;
     },
     blockingRedis: (name = component) => {
-      const c = createBlockingRedis({ url: config.redisUrl, name: `detektr:${name}`, logger, blockMs: config.blockTime });
+      const c = createBlockingRedis({
+        url: config.redisUrl,
+        tls: redisTlsFiles(config),
+        name: `detektr:${name}`,
+        logger,
+        blockMs: config.blockTime,
+      });
       conns.push(c);
       return c;
     },
@@ -127,7 +133,7 @@ export async function hostWorker(opts: WorkerHostOptions): Promise<number> {
  * connections retry, and the check is skipped.
  */
 async function agreeOnLayout(config: Config, ctx: WorkerContext): Promise<void> {
-  const redis = createRedis({ url: config.redisUrl, name: 'detektr:layout', logger: ctx.logger });
+  const redis = createRedis({ url: config.redisUrl, tls: redisTlsFiles(config), name: 'detektr:layout', logger: ctx.logger });
   try {
     await checkLayout(redis, ctx.shards);
   } catch (err) {

@@ -19,7 +19,7 @@ export interface PoolOptions {
 }
 
 export const DEFAULT_POOL_OPTIONS = {
-  max: 10,
+  max: 10, // = pgPoolSize's default (src/config/schema.ts); run, store and migrate pass the setting
   connectionTimeoutMs: 5_000,
   statementTimeoutMs: 30_000,
   idleTimeoutMs: 30_000,

@@ -43,7 +43,14 @@ type Entry = { value: unknown } & ({ services: Service[] } | { host: string } | 
 
 const KEYS: Record<ConfigKey, Entry> = {
   redisUrl: { value: 'redis://127.0.0.1:6379/0', host: 'end to end below: run uses the URL of the config file' },
+  redisTlsCa: {
+    value: '/etc/detektr/redis-ca.pem',
+    host: 'read at connect by createRedis, the one constructor of every worker and command: test/bus/redis-connection.test.ts (TLS)',
+  },
+  redisTlsCert: { value: '/etc/detektr/redis-client.pem', host: 'as redisTlsCa: test/bus/redis-connection.test.ts (TLS)' },
+  redisTlsKey: { value: '/etc/detektr/redis-client.key', host: 'as redisTlsCa: test/bus/redis-connection.test.ts (TLS)' },
   databaseUrl: { value: 'postgres://postgres@127.0.0.1:5432/test', host: 'end to end below' },
+  pgPoolSize: { value: 4, host: 'the pool of run, store and migrate: test/config/pg-pool-size.test.ts' },
   dbSchema: { value: 'other_schema', host: 'end to end below: run migrates and stores into it' },
   prefix: { value: 'elsewhere:', host: 'end to end below: every key under it' },
   shards: { value: 3, host: 'test/bus/shards.test.ts: run --shards 3 spreads cameras over three tagged shards, every frame completes' },
