@@ -40,7 +40,7 @@ export function redisTlsFiles(config: { redisTlsCa?: string; redisTlsCert?: stri
  * unreadable file names its key and path. TLS files with a plain redis* URL are a config
  * error, not silently ignored: the operator meant TLS and would get none.
  */
-export function tlsOptions(target: RedisTarget, files: RedisTlsFiles = {}): ConnectionOptions | undefined {
+function tlsOptions(target: RedisTarget, files: RedisTlsFiles = {}): ConnectionOptions | undefined {
   const given = (Object.keys(TLS_KEYS) as (keyof RedisTlsFiles)[]).filter((k) => files[k]);
   if (!target.tls) {
     if (given.length) {
