@@ -40,7 +40,7 @@ export function redisTlsFiles(config: { redisTlsCa?: string; redisTlsCert?: stri
  * unreadable file names its key and path. TLS files with a plain redis* URL are a config
  * error, not silently ignored: the operator meant TLS and would get none.
  */
-export function tlsOptions(target: RedisTarget, files: RedisTlsFiles = {}): ConnectionOptions | undefined {
+function tlsOptions(target: RedisTarget, files: RedisTlsFiles = {}): ConnectionOptions | undefined {
   const given = (Object.keys(TLS_KEYS) as (keyof RedisTlsFiles)[]).filter((k) => files[k]);
   if (!target.tls) {
     if (given.length) {
@@ -61,12 +61,8 @@ export function tlsOptions(target: RedisTarget, files: RedisTlsFiles = {}): Conn
     try {
       out[k] = readFileSync(path);
     } catch (err) {
-      throw new InvalidInputError(
-        `${TLS_KEYS[k]} ${path}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-        {
-          cause: err,
-        },
-      );
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new InvalidInputError(`${TLS_KEYS[k]} ${path}: cannot be read (${why})`, { cause: err });
     }
   }
   return out;
@@ -124,7 +120,6 @@ export function createRedis(opts: RedisConnectOptions): RedisClient {
  * deadline for its whole life (queue, redirects, retries): no call hangs forever.
  */
 function createCluster(target: Extract<RedisTarget, { kind: 'cluster' }>, redisOptions: RedisOptions, commandTimeout: number): Cluster {
-  const { commandTimeout: _perNode, ...perNode } = redisOptions;
   const options: ClusterOptions = {
     clusterRetryStrategy: retryDelay,
     enableOfflineQueue: true,
@@ -140,7 +135,7 @@ function createCluster(target: Extract<RedisTarget, { kind: 'cluster' }>, redisO
     // Without it a node that restarts (a replica, a master back as replica) is only found again by the slot refresh.
     clusterNodeRetryStrategy: retryDelay,
     enableAutoPipelining: false,
-    redisOptions: { ...perNode, commandTimeout },
+    redisOptions,
   };
   const cluster = new Cluster(target.nodes, options);
   rememberStartupNodes(cluster, target.nodes);

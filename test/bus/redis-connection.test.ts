@@ -392,4 +392,19 @@ describe('Redis over TLS with CA, client certificate and key files', () => {
       await tlsCluster.stop();
     }
   }, 90_000);
+
+  it('TLS behind a Sentinel (rediss+sentinel://): sentinel and master both over TLS with the files', async () => {
+    const s = await startRedisSentinel({ tls: files });
+    const redis = createRedis({ url: s.url, name: 'detektr:test', tls: { ca: files.ca, cert: files.cert, key: files.key } });
+    try {
+      expect(s.url).toMatch(/^rediss\+sentinel:\/\//);
+      const key = `${uniquePrefix('tlssentinel')}n`;
+      expect(await redis.incr(key)).toBe(1);
+      expect((await redisNodes(redis))[0]).toMatchObject({ address: `127.0.0.1:${s.masterPort}`, status: 'ok' });
+      await redis.del(key);
+    } finally {
+      await closeRedis(redis);
+      await s.stop();
+    }
+  }, 60_000);
 });

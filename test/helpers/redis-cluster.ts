@@ -259,8 +259,11 @@ export interface TestSentinel {
 }
 
 /** A master, one replica and one sentinel (`redis-server <conf> --sentinel`, quorum 1). */
-export async function startRedisSentinel(o: { masterName?: string } = {}): Promise<TestSentinel> {
+export async function startRedisSentinel(o: { masterName?: string; tls?: TlsFiles } = {}): Promise<TestSentinel> {
   const masterName = o.masterName ?? 'detektr-test';
+  const conn: RedisOptions = o.tls ? { tls: clientTls(o.tls) } : {};
+  // With TLS every hop is TLS: clients, replication, the sentinel's own links.
+  const tlsArgs = (port: number) => (o.tls ? [...serverTlsArgs(port, o.tls), '--tls-replication', 'yes'] : []);
   const dir = mkdtempSync(join(tmpdir(), 'detektr-sentinel-'));
   const servers: Server[] = [];
   const taken = new Set<number>();
@@ -270,12 +273,14 @@ export async function startRedisSentinel(o: { masterName?: string } = {}): Promi
   };
   let sentinelPort = 0;
   try {
-    const master = await startServer(await freeClusterPort(taken), ['--dir', dir, '--loglevel', 'warning'], {});
+    const masterPort = await freeClusterPort(taken);
+    const master = await startServer(masterPort, ['--dir', dir, '--loglevel', 'warning', ...tlsArgs(masterPort)], conn);
     servers.push(master);
+    const replicaPort = await freeClusterPort(taken);
     const replica = await startServer(
-      await freeClusterPort(taken),
-      ['--dir', dir, '--loglevel', 'warning', '--replicaof', '127.0.0.1', String(master.port)],
-      {},
+      replicaPort,
+      ['--dir', dir, '--loglevel', 'warning', '--replicaof', '127.0.0.1', String(master.port), ...tlsArgs(replicaPort)],
+      conn,
     );
     servers.push(replica);
     sentinelPort = await freeClusterPort(taken);
@@ -292,20 +297,32 @@ export async function startRedisSentinel(o: { masterName?: string } = {}): Promi
     );
     const sentinel = spawn(
       'redis-server',
-      [conf, '--sentinel', '--port', String(sentinelPort), '--bind', '127.0.0.1', '--dir', dir, '--loglevel', 'warning'],
+      [
+        conf,
+        '--sentinel',
+        '--port',
+        String(sentinelPort),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--loglevel',
+        'warning',
+        ...tlsArgs(sentinelPort),
+      ],
       {
         stdio: 'ignore',
       },
     );
     servers.push({ port: sentinelPort, proc: sentinel });
     await until('the replica in sync and known to the sentinel', 30_000, async () => {
-      const repl = await ask(replica.port, {}, (r) => r.info('replication'));
+      const repl = await ask(replica.port, conn, (r) => r.info('replication'));
       if (!/^master_link_status:up\s*$/m.test(repl)) return false;
-      const known = await ask(sentinelPort, {}, (r) => r.call('SENTINEL', 'REPLICAS', masterName) as Promise<unknown[]>);
+      const known = await ask(sentinelPort, conn, (r) => r.call('SENTINEL', 'REPLICAS', masterName) as Promise<unknown[]>);
       return known.length === 1;
     });
     return {
-      url: `redis+sentinel://127.0.0.1:${sentinelPort}/${masterName}`,
+      url: `${o.tls ? 'rediss' : 'redis'}+sentinel://127.0.0.1:${sentinelPort}/${masterName}`,
       masterName,
       masterPort: master.port,
       replicaPort: replica.port,
@@ -314,7 +331,7 @@ export async function startRedisSentinel(o: { masterName?: string } = {}): Promi
       async waitForFailover(oldPort, timeoutMs = 30_000) {
         let port = oldPort;
         await until('the sentinel to promote the replica', timeoutMs, async () => {
-          const addr = await ask(sentinelPort, {}, (r) => r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName) as Promise<string[]>);
+          const addr = await ask(sentinelPort, conn, (r) => r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName) as Promise<string[]>);
           port = Number(addr[1]);
           return port !== oldPort;
         });
