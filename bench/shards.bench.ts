@@ -44,7 +44,7 @@ async function fill(redis: RedisClient, shards: ShardSet, prefix: string): Promi
   const jpeg = Buffer.alloc(512, 1);
   const inflight = new Set<Promise<unknown>>();
   for (let i = 0; i < FRAMES; i++) {
-    const cameraId = `${prefix}cam-${i % 24}`;
+    const cameraId = `cam-${i % 24}`;
     const p = publishFrame({ ...deps, keys: shards.forCamera(cameraId) }, { cameraId, jpeg, width: 16, height: 16 }).finally(() =>
       inflight.delete(p),
     );
@@ -57,7 +57,7 @@ async function fill(redis: RedisClient, shards: ShardSet, prefix: string): Promi
 async function route(url: string, count: number, serverPids: number[]): Promise<Result> {
   const prefix = `bench:shards:${process.pid}:${Math.random().toString(36).slice(2, 6)}:`;
   const shards = shardSetOf({ prefix, redisUrl: url, shards: count });
-  const logger = createLogger({ component: 'bench', level: 'error' });
+  const logger = createLogger({ component: 'bench', level: (process.env.BENCH_LOG as 'debug') ?? 'error' });
   const redis = createRedis({ url, name: 'bench', logger });
   const blocking = shards.all.map(() => createBlockingRedis({ url, name: 'bench', logger, blockMs: 200 }));
   try {
@@ -138,8 +138,19 @@ try {
         'per shard frames/s': Math.round(r.routedPerS / c.shards),
         'bench process CPU %': Math.round(r.benchCpuPct),
         'redis-server CPU % (each)': r.serverCpuPct.map((p) => Math.round(p)).join(' / '),
+        // CPU per 1000 routed frames: what a machine of its own would need for each side.
+        'client CPU ms/1k frames': ((r.benchCpuPct * 10) / r.routedPerS) * 1000,
+        'servers CPU ms/1k frames': ((r.serverCpuPct.reduce((a, b) => a + b, 0) * 10) / r.routedPerS) * 1000,
       };
     }),
+  );
+  const three = best(configs[3].name);
+  const clientMs = ((three.benchCpuPct * 10) / three.routedPerS) * 1000;
+  const serverMs = ((three.serverCpuPct.reduce((a, b) => a + b, 0) * 10) / three.routedPerS) * 1000;
+  process.stdout.write(
+    `limit here: the one buffer process (${Math.round(three.benchCpuPct)} % of a core; the servers ${three.serverCpuPct.map((p) => Math.round(p)).join(' / ')} %).\n` +
+      `3 machines (a master + a buffer each, 3 shards): ~${Math.round((3 * 1e6) / clientMs / 1000)}k frames/s by the client cost (${clientMs.toFixed(0)} ms CPU per 1000 frames), ` +
+      `each master then at ~${Math.round(((serverMs / 3) * (3e6 / clientMs)) / 1e4)} % of a core (${serverMs.toFixed(1)} ms CPU per 1000 frames of its shard).\n`,
   );
 } finally {
   await cluster.stop();
