@@ -197,8 +197,12 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
     // Every frame of the shards whose master stayed up ended, and said how: completed, or
     // shed with a reason while the processors waited on the failing master (the buffer's
     // documented answer to a backlog).
-    for (const s of report.shards) expect(s.completed + s.failed + s.dropped + s.unaccounted, `shard ${s.shard}`).toBe(s.sent);
-    for (const s of report.shards.filter((x) => !lostShards.includes(x.shard))) expect(s.unaccounted, `shard ${s.shard}`).toBe(0);
+    for (const s of report.shards.filter((x) => !lostShards.includes(x.shard)))
+      expect(s.completed + s.failed + s.dropped, `frames of shard ${s.shard} that ended`).toBe(s.sent);
+    // A publish whose reply died with the master may still have been replicated: such a frame
+    // is a send error to loadtest and yet ends in the store.
+    for (const s of report.shards.filter((x) => lostShards.includes(x.shard)))
+      expect(s.completed + s.failed + s.dropped, `frames of shard ${s.shard} that ended`).toBeLessThanOrEqual(s.sent + report.sendErrors);
     expect(Object.keys(report.droppedByReason).every((r) => r === 'backpressure: shed')).toBe(true);
     // What the killed master had not replicated is all that may be missing, and the report says how much.
     const lost = report.shards.filter((x) => lostShards.includes(x.shard));
