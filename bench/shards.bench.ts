@@ -39,7 +39,7 @@ interface Result {
   serverCpuPct: number[];
 }
 
-async function fill(redis: RedisClient, shards: ShardSet, prefix: string): Promise<void> {
+async function fill(redis: RedisClient, shards: ShardSet): Promise<void> {
   const deps = { redis, tracer: trace.getTracer('bench'), payloadTtlMs: 600_000, streamMaxLen: 1_000_000 };
   const jpeg = Buffer.alloc(512, 1);
   const inflight = new Set<Promise<unknown>>();
@@ -61,7 +61,7 @@ async function route(url: string, count: number, serverPids: number[]): Promise<
   const redis = createRedis({ url, name: 'bench', logger });
   const blocking = shards.all.map(() => createBlockingRedis({ url, name: 'bench', logger, blockMs: 200 }));
   try {
-    await fill(redis, shards, prefix);
+    await fill(redis, shards);
     await new ProcessorRegistry(redis, shards.global, 600_000).heartbeat({
       id: 'sink',
       capabilities: ['sample'],

@@ -124,5 +124,15 @@ export async function statusSnapshot(o: {
           undefined,
         )
       : undefined;
-  return { at: new Date(now).toISOString(), cameras, queues, shards, processors, deadLetter, recentDrops, errors, ...(cluster ? { cluster } : {}) };
+  return {
+    at: new Date(now).toISOString(),
+    cameras,
+    queues,
+    shards,
+    processors,
+    deadLetter,
+    recentDrops,
+    errors,
+    ...(cluster ? { cluster } : {}),
+  };
 }

@@ -353,11 +353,7 @@ describe('Redis over TLS with CA, client certificate and key files', () => {
     wrongCa.on('error', (err) => (seen = err));
     try {
       expect(await good.ping()).toBe('PONG');
-      const err = await redisReady(wrongCa, 5000, () => seen).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(connectionCause(err)).toMatch(/TLS certificate rejected|self.signed|unable to verify/i);
+      await expectCertificateRejected(wrongCa, () => seen);
     } finally {
       await closeRedis(good, wrongCa);
       await server.stop();
@@ -382,11 +378,7 @@ describe('Redis over TLS with CA, client certificate and key files', () => {
         ['master', 'ok'],
         ['master', 'ok'],
       ]);
-      const err = await redisReady(wrongCa, 5000, () => seen).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(connectionCause(err)).toMatch(/TLS certificate rejected|self.signed|unable to verify/i);
+      await expectCertificateRejected(wrongCa, () => seen);
     } finally {
       await closeRedis(good, wrongCa);
       await tlsCluster.stop();
@@ -408,3 +400,12 @@ describe('Redis over TLS with CA, client certificate and key files', () => {
     }
   }, 60_000);
 });
+
+/** A connection whose CA does not know the server's certificate fails, and says so. */
+async function expectCertificateRejected(redis: RedisClient, lastError: () => unknown): Promise<void> {
+  const err = await redisReady(redis, 5000, lastError).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(connectionCause(err)).toMatch(/TLS certificate rejected|self.signed|unable to verify/i);
+}

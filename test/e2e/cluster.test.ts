@@ -3,22 +3,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBusEvent } from '../../src/bus/event-codec.js';
 import { hashSlot, shardSetOf, type ShardSet } from '../../src/bus/shards.js';
+import type { LoadtestReport } from '../../src/ops/loadtest.js';
 import { runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
 import { dropSchema, TEST_DATABASE_URL, uniqueSchema } from '../helpers/pg.js';
 import { startRedisCluster, type TestCluster } from '../helpers/redis-cluster.js';
 import { uniquePrefix, waitFor } from '../helpers/redis.js';
 
 const SHARDS = 3;
-
-interface ShardRow {
-  shard: number;
-  cameras: number;
-  sent: number;
-  completed: number;
-  failed: number;
-  dropped: number;
-  unaccounted: number;
-}
 
 /** The master port serving each shard's slot, from CLUSTER SLOTS of a live node. */
 async function mastersOfShards(cluster: TestCluster, shards: ShardSet, live: number): Promise<number[]> {
@@ -131,13 +122,7 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
       120_000,
     );
     expect(r.code, `${r.stdout}\n${r.stderr.slice(-800)}`).toBe(0);
-    const report = JSON.parse(r.stdout) as {
-      sent: number;
-      completed: number;
-      unaccounted: number;
-      journeyCompletenessPct: number;
-      shards: ShardRow[];
-    };
+    const report = JSON.parse(r.stdout) as LoadtestReport;
     expect(report.sent).toBe(2400);
     expect(report.completed).toBe(2400);
     expect(report.unaccounted).toBe(0);
@@ -178,16 +163,7 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
     await cluster.killMaster(victim);
     await cluster.waitForFailover(60_000);
     const r = await load;
-    const report = JSON.parse(r.stdout) as {
-      sent: number;
-      sendErrors: number;
-      completed: number;
-      failed: number;
-      dropped: number;
-      droppedByReason: Record<string, number>;
-      unaccounted: number;
-      shards: ShardRow[];
-    };
+    const report = JSON.parse(r.stdout) as LoadtestReport;
     const lostShards = shards.all.filter((k) => masters[k.shard] === victimPort).map((k) => k.shard);
     console.log(
       `failover: sent ${report.sent}, send errors ${report.sendErrors}, completed ${report.completed}, failed ${report.failed}, ` +
@@ -217,7 +193,7 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
       120_000,
     );
     expect(after.code, `${after.stdout}\n${after.stderr.slice(-800)}`).toBe(0);
-    const again = JSON.parse(after.stdout) as { sent: number; completed: number; unaccounted: number };
+    const again = JSON.parse(after.stdout) as LoadtestReport;
     expect(again.unaccounted).toBe(0);
     expect(again.completed).toBe(again.sent);
   }, 300_000);
