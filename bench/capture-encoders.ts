@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { AV_PIX_FMT_RGB24, SWS_BILINEAR } from 'node-av/constants';
 import { Frame } from 'node-av/lib';
 import sharp from 'sharp';
-import { FullRangeLut } from '../src/capture/full-range.js';
+import { FullRange } from '../src/capture/full-range.js';
 import { JpegEncoder } from '../src/capture/jpeg-encoder.js';
 import { Scaler } from '../src/capture/reader-scaler.js';
 import { openSyncDecoder } from './lib/sync-decoder.js';
@@ -66,15 +66,15 @@ function rgb(f: Frame): Buffer {
   return b;
 }
 // A full-range copy of each frame: what a camera that sends full range gives the encoder.
-const lut = new FullRangeLut();
+const lut = new FullRange();
 const fullRange = frames.map((f) => lut.convert(f).clone()!);
 
 sharp.concurrency(1);
-const before = new JpegEncoder(QUALITY, undefined, 'swscale');
+const before = new JpegEncoder(QUALITY, undefined, { path: 'swscale' });
 const planes = new JpegEncoder(QUALITY);
 const small = new JpegEncoder(QUALITY, 640);
 const rangeScaler = new Scaler(SWS_BILINEAR);
-const rangeLut = new FullRangeLut();
+const rangeLut = new FullRange();
 
 type Encode = (i: number) => Buffer | Promise<Buffer> | undefined;
 const variants: { what: string; encode: Encode; psnr: boolean }[] = [

@@ -24,11 +24,18 @@ import {
   type AVPixelFormat,
 } from 'node-av/constants';
 import { Codec, CodecContext, FFmpegError, type Frame, Packet, Rational } from 'node-av/lib';
-import { FullRangeLut } from './full-range.js';
+import { FullRange } from './full-range.js';
 import { Scaler } from './reader-scaler.js';
 
 /** How frames reach the encoder: 'planes' (the default, above) or 'swscale' (every frame through swscale). */
 export type JpegPath = 'planes' | 'swscale';
+/** mjpeg's Huffman tables: 'optimal' (built per picture, a second pass) or 'default' (JPEG Annex K). */
+export type JpegHuffman = 'optimal' | 'default';
+
+export interface JpegOptions {
+  path?: JpegPath;
+  huffman?: JpegHuffman;
+}
 
 export interface EncodedJpeg {
   jpeg: Buffer;
@@ -38,17 +45,22 @@ export interface EncodedJpeg {
 
 export class JpegEncoder {
   private readonly scaler = new Scaler(SWS_BILINEAR);
-  private readonly lut = new FullRangeLut();
+  private readonly range = new FullRange();
   private readonly pkt = new Packet();
   private readonly lambda: number;
   private ctx?: CodecContext;
   private pts = 0n;
 
+  private readonly path: JpegPath;
+  private readonly huffman: JpegHuffman;
+
   constructor(
     quality: number,
     private readonly maxWidth?: number,
-    private readonly path: JpegPath = 'planes',
+    o: JpegOptions = {},
   ) {
+    this.path = o.path ?? 'planes';
+    this.huffman = o.huffman ?? 'optimal';
     // Quality 1..100 onto mjpeg's qscale 31..2.
     const qscale = Math.round(2 + ((100 - quality) / 99) * 29);
     this.lambda = qscale * FF_QP2LAMBDA;
@@ -81,7 +93,7 @@ export class JpegEncoder {
     const sameSize = width === frame.width && height === frame.height;
     if (this.path === 'planes' && sameSize) {
       if (frame.format === AV_PIX_FMT_YUVJ420P) return frame;
-      if (frame.format === AV_PIX_FMT_YUV420P) return frame.colorRange === AVCOL_RANGE_JPEG ? frame : this.lut.convert(frame);
+      if (frame.format === AV_PIX_FMT_YUV420P) return frame.colorRange === AVCOL_RANGE_JPEG ? frame : this.range.convert(frame);
     }
     return this.scaler.scale(frame, width, height, AV_PIX_FMT_YUV420P, true);
   }
@@ -104,6 +116,9 @@ export class JpegEncoder {
     ctx.threadCount = 1;
     ctx.setFlags(AV_CODEC_FLAG_QSCALE);
     ctx.globalQuality = this.lambda;
+    // A private option of mjpeg, set on the context (a Dictionary passed to open2 is
+    // consumed by FFmpeg, and freeing it after crashed node-av 6.1).
+    FFmpegError.throwIfError(ctx.setOption('huffman', this.huffman), 'mjpeg option huffman');
     const ret = ctx.open2Sync(codec, null);
     if (ret < 0) {
       ctx.freeContext();
@@ -117,7 +132,7 @@ export class JpegEncoder {
     this.ctx?.freeContext();
     this.ctx = undefined;
     this.scaler.close();
-    this.lut.close();
+    this.range.close();
     this.pkt.free();
   }
 }

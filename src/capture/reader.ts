@@ -131,7 +131,7 @@ export function runReader(o: ReaderOptions, hooks: ReaderHooks): void {
   const sampler = new Sampler(1000 / o.fps);
   const pacer = o.kind === 'rtsp' ? undefined : new Pacer(hooks.wait);
   const timeline = new Timeline(1000 / o.fps);
-  const encoder = new JpegEncoder(o.quality, o.maxWidth, o.jpegPath);
+  const encoder = new JpegEncoder(o.quality, o.maxWidth, { path: o.jpegPath });
   const checker = new FrameChecker(o.validation);
   const grayCheck = new GrayScaler(FrameChecker.WIDTH, FrameChecker.HEIGHT, SWS_AREA);
   const thumbs = o.thumbnailWidth > 0 ? new GrayScaler(o.thumbnailWidth, 0, SWS_BILINEAR) : undefined;
