@@ -18,7 +18,7 @@ import { DEFAULT_VALIDATION, FrameChecker } from '../src/capture/frame-check.js'
 import { FullRange } from '../src/capture/full-range.js';
 import { JpegEncoder } from '../src/capture/jpeg-encoder.js';
 import { GrayScaler, Scaler } from '../src/capture/reader-scaler.js';
-import { OneFilter } from './lib/one-filter.js';
+import { eqRange, lutyuvRange } from './lib/one-filter.js';
 import { openSyncDecoder } from './lib/sync-decoder.js';
 import { printTable } from './lib/table.js';
 
@@ -78,14 +78,18 @@ function decodeAll(each?: (f: Frame, n: number) => void): number {
 // 10 fps of 25: 2 frames of every 5, as the reader's sampler keeps them.
 const frames: Frame[] = [];
 decodeAll((f, n) => (n % 5 === 0 || n % 5 === 2) && frames.push(f.clone()!));
-const lut = new FullRange();
-const fullRange = frames.map((f) => lut.convert(f).clone()!);
+const range = new FullRange();
+const fullRange = frames.map((f) => range.convert(f).clone()!);
 
 const gray = new GrayScaler(FrameChecker.WIDTH, FrameChecker.HEIGHT, SWS_AREA);
 const checker = new FrameChecker(DEFAULT_VALIDATION);
 const optimal = new JpegEncoder(80, undefined, { huffman: 'optimal' });
 const standard = new JpegEncoder(80, undefined, { huffman: 'default' });
-const readerDefault = new JpegEncoder(80);
+const readerDefault = new JpegEncoder(80); // colorspace filter + huffman=default
+const rangeSws = new Scaler(SWS_BILINEAR);
+const rangeSwsOps = new Scaler(SWS_BILINEAR | SWS_UNSTABLE);
+const rangeLut = lutyuvRange();
+const rangeEq = eqRange();
 
 type Stage = { key: string; name: string; per: 'decoded' | 'sampled'; run: () => number };
 let bytes = 0;
@@ -95,11 +99,7 @@ const overFrames =
     for (const [i, f] of set.entries()) bytes += fn(f, i) || 0;
     return set.length;
   };
-const rangeSws = new Scaler(SWS_BILINEAR);
-const rangeSwsOps = new Scaler(SWS_BILINEAR | SWS_UNSTABLE);
-// eq's fixed-point contrast/brightness (x86 SIMD): y' = 1.164 (y - 16), c' = 1.138 (c - 128) + 128, within ~1 level.
-const rangeEq = new OneFilter('eq', `contrast=${255 / 219}:brightness=0.0113:saturation=${255 / 224}`);
-const rangeCs = new OneFilter('colorspace', 'iall=bt709:irange=tv:all=bt709:range=pc');
+const sameSize = (s: Scaler) => (f: Frame) => void s.scale(f, f.width, f.height, AV_PIX_FMT_YUV420P, true);
 const stages: Stage[] = [
   { key: 'decode', name: 'decode (all 25 fps), per decoded frame', per: 'decoded', run: () => decodeAll() },
   {
@@ -108,41 +108,26 @@ const stages: Stage[] = [
     per: 'sampled',
     run: overFrames((f, i) => void checker.check(gray.scale(f), i * 100, false)),
   },
-  { key: 'lut', name: 'range LUT (lutyuv filter graph)', per: 'sampled', run: overFrames((f) => void lut.convert(f)) },
-  {
-    key: 'sws',
-    name: 'range by swscale (same size)',
-    per: 'sampled',
-    run: overFrames((f) => void rangeSws.scale(f, f.width, f.height, AV_PIX_FMT_YUV420P, true)),
-  },
-  {
-    key: 'sws-ops',
-    name: 'range by swscale, SWS_UNSTABLE (new ops backend)',
-    per: 'sampled',
-    run: overFrames((f) => void rangeSwsOps.scale(f, f.width, f.height, AV_PIX_FMT_YUV420P, true)),
-  },
-  { key: 'eq', name: 'range by the eq filter (SIMD, fixed point)', per: 'sampled', run: overFrames((f) => void rangeEq.convert(f)) },
-  {
-    key: 'colorspace',
-    name: 'range by the colorspace filter (yuv2yuv, SIMD)',
-    per: 'sampled',
-    run: overFrames((f) => void rangeCs.convert(f)),
-  },
+  { key: 'range', name: 'range: colorspace filter (full-range.ts, now)', per: 'sampled', run: overFrames((f) => void range.convert(f)) },
+  { key: 'lutyuv', name: 'range: lutyuv table (before)', per: 'sampled', run: overFrames((f) => void rangeLut.convert(f)) },
+  { key: 'eq', name: 'range: eq filter (off by up to 1.4 levels)', per: 'sampled', run: overFrames((f) => void rangeEq.convert(f)) },
+  { key: 'sws', name: 'range: swscale, same size', per: 'sampled', run: overFrames(sameSize(rangeSws)) },
+  { key: 'sws-ops', name: 'range: swscale SWS_UNSTABLE (ops backend)', per: 'sampled', run: overFrames(sameSize(rangeSwsOps)) },
   {
     key: 'mjpeg-optimal',
-    name: 'mjpeg alone, huffman=optimal (full-range input)',
+    name: 'mjpeg alone, huffman=optimal',
     per: 'sampled',
     run: overFrames((f) => optimal.encode(f).jpeg.length, fullRange),
   },
   {
     key: 'mjpeg-default',
-    name: 'mjpeg alone, huffman=default (full-range input)',
+    name: 'mjpeg alone, huffman=default',
     per: 'sampled',
     run: overFrames((f) => standard.encode(f).jpeg.length, fullRange),
   },
   {
     key: 'reader-jpeg',
-    name: 'JpegEncoder as the reader runs it (LUT + mjpeg)',
+    name: 'JpegEncoder as the reader runs it',
     per: 'sampled',
     run: overFrames((f) => readerDefault.encode(f).jpeg.length),
   },

@@ -1,4 +1,4 @@
-import { AV_BUFFERSRC_FLAG_KEEP_REF } from 'node-av/constants';
+import { AV_BUFFERSRC_FLAG_KEEP_REF, AVCOL_RANGE_JPEG } from 'node-av/constants';
 import { FFmpegError, Filter, FilterGraph, type FilterContext, Frame } from 'node-av/lib';
 
 /** One FFmpeg video filter in a graph made on the first frame, for benchmarks of single filters. */
@@ -20,6 +20,7 @@ export class OneFilter {
     FFmpegError.throwIfError(this.src!.buffersrcAddFrameSync(frame, AV_BUFFERSRC_FLAG_KEEP_REF), `${this.name} input`);
     this.out.unref();
     FFmpegError.throwIfError(this.sink!.buffersinkGetFrameSync(this.out), `${this.name} output`);
+    this.out.colorRange = AVCOL_RANGE_JPEG; // what the range filters here produce
     return this.out;
   }
 
@@ -45,4 +46,16 @@ export class OneFilter {
     this.graph?.free();
     this.out.free();
   }
+}
+
+/** The range conversion capture used before (a 256-entry table per plane, truncating). */
+export function lutyuvRange(): OneFilter {
+  const luma = 'clip((val-16)*255/219\\,0\\,255)';
+  const chroma = 'clip((val-128)*255/224+128\\,0\\,255)';
+  return new OneFilter('lutyuv', `y=${luma}:u=${chroma}:v=${chroma}`);
+}
+
+/** eq's fixed-point contrast/brightness/saturation (x86 SIMD): y' ~ 1.164 (y - 16), c' ~ 1.138 (c - 128) + 128, off by up to 1.4 levels. */
+export function eqRange(): OneFilter {
+  return new OneFilter('eq', `contrast=${255 / 219}:brightness=0.0113:saturation=${255 / 224}`);
 }
