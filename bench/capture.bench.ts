@@ -3,7 +3,8 @@
 // cheap to decode) and veryfast 4 Mbit/s (CABAC, High profile: closer to an IP camera):
 //
 // 0. JPEG encoders side by side on decoded frames of the stream (bench/capture-encoders.ts:
-//    FFmpeg mjpeg as before, mjpeg from the planes with a range LUT, libjpeg-turbo via sharp).
+//    FFmpeg mjpeg after swscale, from the planes with each range conversion and Huffman
+//    mode, libjpeg-turbo via sharp). Per stage of the reader: bench/capture-profile.ts.
 // 1. CPU per camera: `detektr capture --fps 10` (JPEG q80; also with --jpeg-width 640, with a
 //    640x360 sub-stream as --detect-url, and 8 cameras in one process) vs a bare node-av
 //    decode of the same stream, each a separate process measured over the same window
@@ -15,6 +16,7 @@
 //   npm run bench capture
 //   npx tsx bench/capture.bench.ts --seconds 10 --rounds 2 --cameras 1,2,4,6,8,10,12 --streams veryfast:4096
 //   npx tsx bench/capture.bench.ts --only encoders|cpu|capacity
+//   npx tsx bench/capture.bench.ts --only cpu --baseline ../main-checkout --rows decode,capture-many,capture-many-base
 //
 // Needs Redis ($REDIS_URL, default redis://127.0.0.1:6379) and the GStreamer RTSP server
 // packages (see scripts/rtsp-server.py). Runs the built capture command (dist/), rebuilt
