@@ -3,7 +3,8 @@
 // cheap to decode) and veryfast 4 Mbit/s (CABAC, High profile: closer to an IP camera):
 //
 // 0. JPEG encoders side by side on decoded frames of the stream (bench/capture-encoders.ts:
-//    FFmpeg mjpeg as before, mjpeg from the planes with a range LUT, libjpeg-turbo via sharp).
+//    FFmpeg mjpeg after swscale, from the planes with each range conversion and Huffman
+//    mode, libjpeg-turbo via sharp). Per stage of the reader: bench/capture-profile.ts.
 // 1. CPU per camera: `detektr capture --fps 10` (JPEG q80; also with --jpeg-width 640, with a
 //    640x360 sub-stream as --detect-url, and 8 cameras in one process) vs a bare node-av
 //    decode of the same stream, each a separate process measured over the same window
@@ -15,6 +16,7 @@
 //   npm run bench capture
 //   npx tsx bench/capture.bench.ts --seconds 10 --rounds 2 --cameras 1,2,4,6,8,10,12 --streams veryfast:4096
 //   npx tsx bench/capture.bench.ts --only encoders|cpu|capacity
+//   npx tsx bench/capture.bench.ts --only cpu --baseline ../main-checkout --rows decode,capture-many,capture-many-base
 //
 // Needs Redis ($REDIS_URL, default redis://127.0.0.1:6379) and the GStreamer RTSP server
 // packages (see scripts/rtsp-server.py). Runs the built capture command (dist/), rebuilt
@@ -43,6 +45,12 @@ const { values } = parseArgs({
     // cameras in the "many cameras in one process" row of the CPU table
     many: { type: 'string', default: '8' },
     // more `detektr capture` flags for the capacity steps, e.g. "--jpeg-width 640"
+    // a checkout of the code to compare with (built: dist/, node_modules/), e.g. a worktree
+    // of main: its reader and its 8-camera capture become rows of the same CPU table
+    baseline: { type: 'string', default: '' },
+    // only these rows of the CPU table (keys: decode,decode-hl,decode-sub,reader-swscale,reader,
+    // reader-optimal,reader-base,capture,capture-640,capture-sub,capture-many,capture-many-base,capture-many-640)
+    rows: { type: 'string', default: '' },
     'capacity-flags': { type: 'string', default: '' },
   },
 });
@@ -55,11 +63,11 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const root = fileURLToPath(new URL('..', import.meta.url));
 // `detektr capture` exactly as bin/detektr runs it (dist/commands/capture.js through the
 // worker host), loading only the capture command: the bench does not depend on the others.
-const RUN_CAPTURE = `
-  const { captureCommand } = await import(${JSON.stringify(`${root}dist/commands/capture.js`)});
+const runCapture = (dir: string) => `
+  const { captureCommand } = await import(${JSON.stringify(`${dir}dist/commands/capture.js`)});
   await captureCommand().parseAsync(process.argv.slice(1), { from: 'user' });
   process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);`;
-const CHILD = `${root}bench/lib/decode-child.ts`;
+const BASELINE = values.baseline ? `${values.baseline.replace(/\/$/, '')}/` : '';
 const ENCODERS = `${root}bench/capture-encoders.ts`;
 const MANY = Number(values.many);
 const SUB_SIZE = '640x360';
@@ -137,9 +145,9 @@ async function window(pids: number[], seconds: number): Promise<{ cpu: number[];
   };
 }
 
-async function child(mode: string, url: string, seconds: number, extra: string[] = []): Promise<number> {
-  const p = spawn(process.execPath, ['--import', 'tsx', CHILD, mode, url, String(FPS), ...extra], {
-    cwd: root,
+async function child(mode: string, url: string, seconds: number, extra: string[] = [], dir = root): Promise<number> {
+  const p = spawn(process.execPath, ['--import', 'tsx', `${dir}bench/lib/decode-child.ts`, mode, url, String(FPS), ...extra], {
+    cwd: dir,
     stdio: ['ignore', 'ignore', 'ignore'],
   });
   try {
@@ -209,7 +217,7 @@ async function capture(
   cameras: number,
   seconds: number,
   serverPid: number,
-  o: { extra?: string[]; detect?: string } = {},
+  o: { extra?: string[]; detect?: string; dir?: string } = {},
 ): Promise<CaptureRun> {
   const port = await freePort();
   const prefix = `bench:capture:${process.pid}:${cameras}:${Math.random().toString(36).slice(2, 7)}:`;
@@ -225,8 +233,8 @@ async function capture(
     '--log-level',
     'warn',
   ];
-  const p = spawn(process.execPath, ['--input-type=module', '-e', RUN_CAPTURE, '--', ...args], {
-    cwd: root,
+  const p = spawn(process.execPath, ['--input-type=module', '-e', runCapture(o.dir ?? root), '--', ...args], {
+    cwd: o.dir ?? root,
     env: { ...process.env, REDIS_URL, DETEKTR_PREFIX: prefix, DETEKTR_STREAM_MAXLEN: '20000', DETEKTR_PAYLOAD_TTL: '20s' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -304,38 +312,58 @@ for (const stream of want('cpu') ? streams : []) {
   try {
     const runs: Record<string, number[]> = {};
     const add = (k: string, v: number | undefined) => v !== undefined && (runs[k] ??= []).push(v);
+    const rows = values.rows ? values.rows.split(',') : undefined;
+    // Measures a row (and its redis / server side figures) only when asked for.
+    const measure = async (k: string, fn: () => Promise<number>) => {
+      if (!rows || rows.includes(k)) add(k, await fn());
+    };
     for (let round = 0; round < ROUNDS; round++) {
-      add('decode', await child('decode', url, SECONDS));
-      add('decode-hl', await child('decode-hl', url, SECONDS));
-      add('decode-sub', await child('decode', sub.url, SECONDS));
-      add('reader-swscale', await child('reader', url, SECONDS, ['--jpeg-path', 'swscale']));
-      add('reader', await child('reader', url, SECONDS));
-      const c = await capture(url, 1, SECONDS, server.proc.pid!);
-      add('server', c.server);
-      add('capture', c.cpu);
-      add('redis', c.redisCpu);
-      add('capture-640', (await capture(url, 1, SECONDS, server.proc.pid!, { extra: ['--jpeg-width', '640'] })).cpu);
-      add('capture-sub', (await capture(url, 1, SECONDS, sub.proc.pid!, { detect: sub.url })).cpu);
-      const many = await capture(url, MANY, SECONDS, server.proc.pid!);
-      add('capture-many', many.cpu / MANY);
-      add('capture-many-640', (await capture(url, MANY, SECONDS, server.proc.pid!, { extra: ['--jpeg-width', '640'] })).cpu / MANY);
+      await measure('decode', () => child('decode', url, SECONDS));
+      await measure('decode-hl', () => child('decode-hl', url, SECONDS));
+      await measure('decode-sub', () => child('decode', sub.url, SECONDS));
+      await measure('reader-swscale', () => child('reader', url, SECONDS, ['--jpeg-path', 'swscale']));
+      await measure('reader', () => child('reader', url, SECONDS));
+      await measure('reader-optimal', () => child('reader', url, SECONDS, ['--jpeg-huffman', 'optimal']));
+      if (BASELINE) await measure('reader-base', () => child('reader', url, SECONDS, [], BASELINE));
+      await measure('capture', async () => {
+        const c = await capture(url, 1, SECONDS, server.proc.pid!);
+        add('server', c.server);
+        add('redis', c.redisCpu);
+        return c.cpu;
+      });
+      await measure('capture-640', async () => (await capture(url, 1, SECONDS, server.proc.pid!, { extra: ['--jpeg-width', '640'] })).cpu);
+      await measure('capture-sub', async () => (await capture(url, 1, SECONDS, sub.proc.pid!, { detect: sub.url })).cpu);
+      await measure('capture-many', async () => {
+        const c = await capture(url, MANY, SECONDS, server.proc.pid!);
+        add('server', c.server);
+        return c.cpu / MANY;
+      });
+      if (BASELINE)
+        await measure('capture-many-base', async () => (await capture(url, MANY, SECONDS, server.proc.pid!, { dir: BASELINE })).cpu / MANY);
+      await measure(
+        'capture-many-640',
+        async () => (await capture(url, MANY, SECONDS, server.proc.pid!, { extra: ['--jpeg-width', '640'] })).cpu / MANY,
+      );
     }
     const bare = median(runs.decode);
     const row = (what: string, key: string) =>
       runs[key]?.length ? [{ what, 'CPU % of a core': median(runs[key]), 'x bare decode': median(runs[key]) / bare }] : [];
     printTable(
-      `CPU per camera, ${stream.label}, medians of ${ROUNDS} x ${SECONDS} s (RTSP server: ${median(runs.server).toFixed(1)} % of a core;` +
+      `CPU per camera, ${stream.label}, medians of ${ROUNDS} x ${SECONDS} s (RTSP server: ${runs.server ? median(runs.server).toFixed(1) : '?'} % of a core;` +
         ` machine busy ${Math.min(...busy).toFixed(0)}-${Math.max(...busy).toFixed(0)} % of ${cpus().length} cores in the windows)`,
       [
         ...row('bare decode: node-av low-level sync, 1 thread (baseline)', 'decode'),
         ...row('bare decode: node-av Demuxer + Decoder (async, defaults)', 'decode-hl'),
         ...row(`bare decode of a ${SUB_SIZE} sub-stream (same encoder settings)`, 'decode-sub'),
         ...row(`capture reader alone, JPEG as before (swscale range + mjpeg)`, 'reader-swscale'),
-        ...row(`capture reader alone: decode + ${FPS} fps checks + JPEG q80 (planes + LUT)`, 'reader'),
+        ...row(`capture reader alone: decode + ${FPS} fps checks + JPEG q80 (planes + range filter, huffman=default)`, 'reader'),
+        ...row(`capture reader alone, mjpeg huffman=optimal (the tables before)`, 'reader-optimal'),
+        ...row(`capture reader alone, baseline checkout (${BASELINE})`, 'reader-base'),
         ...row(`detektr capture, 1 camera, --fps ${FPS}`, 'capture'),
         ...row(`detektr capture, 1 camera, --jpeg-width 640`, 'capture-640'),
         ...row(`detektr capture, 1 camera, --detect-url ${SUB_SIZE} sub-stream`, 'capture-sub'),
         ...row(`detektr capture, ${MANY} cameras in one process, per camera`, 'capture-many'),
+        ...row(`detektr capture, ${MANY} cameras, baseline checkout, per camera`, 'capture-many-base'),
         ...row(`detektr capture, ${MANY} cameras, --jpeg-width 640, per camera`, 'capture-many-640'),
         ...row('  + redis-server while 1-camera capture ran', 'redis'),
       ],

@@ -1,17 +1,23 @@
 /**
  * Sampled frames to JPEG with FFmpeg's mjpeg encoder (4:2:0, full range as JPEG requires,
- * optimal Huffman tables), fed straight from the decoder's YUV planes:
+ * the standard Huffman tables of JPEG Annex K), fed straight from the decoder's YUV planes:
  * - full-range 4:2:0 frames (yuvj420p, or yuv420p flagged full range, as many IP cameras
  *   send) go to the encoder as they are: no copy, no conversion;
- * - limited-range 4:2:0 frames (most H.264/H.265 streams) get the range fixed by a table
- *   per plane (full-range.ts);
+ * - limited-range 4:2:0 frames (most H.264/H.265 streams) get the range fixed by FFmpeg's
+ *   colorspace filter (full-range.ts: exact to half a level, SIMD);
  * - anything else (a downscale for `maxWidth`, 4:2:2/4:4:4, 10-bit, NV12 from a GPU) goes
  *   through one swscale pass that converts, resizes and fixes the range together.
  *
- * Chosen by measurement (docs/benchmarks.md, bench/capture.bench.ts `--only encoders`):
- * libjpeg-turbo through sharp needs an RGB copy first and cost more than twice as much per
- * 720p frame; the old path (swscale for the range, then mjpeg) is kept selectable as
- * `path: 'swscale'` so the benchmark can measure both in one run.
+ * Chosen by measurement (docs/benchmarks.md; bench/capture.bench.ts `--only encoders` and
+ * bench/capture-profile.ts, CPU and instruction counts per 720p frame of the bench stream):
+ * - Huffman tables: mjpeg's `optimal` builds tables per picture in a second pass over the
+ *   coded blocks (23.8 M instructions a frame); the standard tables cost 19.1 M (-20 %,
+ *   ~-0.3 ms) for the same pixels (entropy coding is lossless) and ~19 % more bytes.
+ * - Range: the colorspace filter costs 3.1 M instructions a frame, the 256-entry table
+ *   (`lutyuv`) used before 8.3 M, swscale at the same size more than both.
+ * - libjpeg-turbo through sharp needs an RGB copy first and costs ~4x as much per frame.
+ * The old path (swscale for the range, then mjpeg) is kept selectable as `path: 'swscale'`
+ * and `huffman: 'optimal'` as an option, so the benchmarks measure them in the same run.
  */
 import {
   AV_CODEC_FLAG_QSCALE,
@@ -24,11 +30,18 @@ import {
   type AVPixelFormat,
 } from 'node-av/constants';
 import { Codec, CodecContext, FFmpegError, type Frame, Packet, Rational } from 'node-av/lib';
-import { FullRangeLut } from './full-range.js';
+import { FullRange } from './full-range.js';
 import { Scaler } from './reader-scaler.js';
 
 /** How frames reach the encoder: 'planes' (the default, above) or 'swscale' (every frame through swscale). */
 export type JpegPath = 'planes' | 'swscale';
+/** mjpeg's Huffman tables: 'default' (JPEG Annex K, the default here) or 'optimal' (built per picture, a second pass). */
+export type JpegHuffman = 'optimal' | 'default';
+
+export interface JpegOptions {
+  path?: JpegPath;
+  huffman?: JpegHuffman;
+}
 
 export interface EncodedJpeg {
   jpeg: Buffer;
@@ -38,17 +51,22 @@ export interface EncodedJpeg {
 
 export class JpegEncoder {
   private readonly scaler = new Scaler(SWS_BILINEAR);
-  private readonly lut = new FullRangeLut();
+  private readonly range = new FullRange();
   private readonly pkt = new Packet();
   private readonly lambda: number;
   private ctx?: CodecContext;
   private pts = 0n;
 
+  private readonly path: JpegPath;
+  private readonly huffman: JpegHuffman;
+
   constructor(
     quality: number,
     private readonly maxWidth?: number,
-    private readonly path: JpegPath = 'planes',
+    o: JpegOptions = {},
   ) {
+    this.path = o.path ?? 'planes';
+    this.huffman = o.huffman ?? 'default';
     // Quality 1..100 onto mjpeg's qscale 31..2.
     const qscale = Math.round(2 + ((100 - quality) / 99) * 29);
     this.lambda = qscale * FF_QP2LAMBDA;
@@ -81,7 +99,7 @@ export class JpegEncoder {
     const sameSize = width === frame.width && height === frame.height;
     if (this.path === 'planes' && sameSize) {
       if (frame.format === AV_PIX_FMT_YUVJ420P) return frame;
-      if (frame.format === AV_PIX_FMT_YUV420P) return frame.colorRange === AVCOL_RANGE_JPEG ? frame : this.lut.convert(frame);
+      if (frame.format === AV_PIX_FMT_YUV420P) return frame.colorRange === AVCOL_RANGE_JPEG ? frame : this.range.convert(frame);
     }
     return this.scaler.scale(frame, width, height, AV_PIX_FMT_YUV420P, true);
   }
@@ -104,6 +122,9 @@ export class JpegEncoder {
     ctx.threadCount = 1;
     ctx.setFlags(AV_CODEC_FLAG_QSCALE);
     ctx.globalQuality = this.lambda;
+    // A private option of mjpeg, set on the context (a Dictionary passed to open2 is
+    // consumed by FFmpeg, and freeing it after crashed node-av 6.1).
+    FFmpegError.throwIfError(ctx.setOption('huffman', this.huffman), 'mjpeg option huffman');
     const ret = ctx.open2Sync(codec, null);
     if (ret < 0) {
       ctx.freeContext();
@@ -117,7 +138,7 @@ export class JpegEncoder {
     this.ctx?.freeContext();
     this.ctx = undefined;
     this.scaler.close();
-    this.lut.close();
+    this.range.close();
     this.pkt.free();
   }
 }

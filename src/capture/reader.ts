@@ -33,7 +33,7 @@
 import './node-av-polyfill.js';
 import { AVERROR_EOF, SWS_AREA, SWS_BILINEAR } from 'node-av/constants';
 import type { HwaccelChoice } from './hwaccel.js';
-import { JpegEncoder, type JpegPath } from './jpeg-encoder.js';
+import { JpegEncoder, type JpegHuffman, type JpegPath } from './jpeg-encoder.js';
 import { Pacer, Sampler, Timeline } from './reader-clock.js';
 import { ThreadCpu } from './reader-cpu.js';
 import { PHASE, PROGRESS } from './reader-progress.js';
@@ -69,6 +69,8 @@ export interface ReaderOptions {
   hwaccel?: HwaccelChoice;
   /** How frames reach the JPEG encoder (jpeg-encoder.ts); default planes. For the benchmark. */
   jpegPath?: JpegPath;
+  /** mjpeg's Huffman tables (jpeg-encoder.ts has the default). For the benchmark. */
+  jpegHuffman?: JpegHuffman;
 }
 
 export interface OpenInfo {
@@ -131,7 +133,7 @@ export function runReader(o: ReaderOptions, hooks: ReaderHooks): void {
   const sampler = new Sampler(1000 / o.fps);
   const pacer = o.kind === 'rtsp' ? undefined : new Pacer(hooks.wait);
   const timeline = new Timeline(1000 / o.fps);
-  const encoder = new JpegEncoder(o.quality, o.maxWidth, o.jpegPath);
+  const encoder = new JpegEncoder(o.quality, o.maxWidth, { path: o.jpegPath, huffman: o.jpegHuffman });
   const checker = new FrameChecker(o.validation);
   const grayCheck = new GrayScaler(FrameChecker.WIDTH, FrameChecker.HEIGHT, SWS_AREA);
   const thumbs = o.thumbnailWidth > 0 ? new GrayScaler(o.thumbnailWidth, 0, SWS_BILINEAR) : undefined;
