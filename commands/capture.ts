@@ -44,6 +44,7 @@ export function captureCommand(): Command {
       "take camera id's frames from this lower-resolution stream (sub-stream); its own url is then not opened (repeatable)",
       collect,
     )
+    .option('--jpeg-tables <tables>', 'JPEG Huffman tables: standard (less CPU, the default) or optimal (~16 % smaller files)')
     .option('--camera-shard <id=shard>', 'pin camera id to a shard (repeatable; default: by a hash of the id)', collect)
     .option('--hwaccel <type>', 'decode on a GPU: none, vaapi, cuda, qsv or auto (default none)')
     .option(
@@ -73,6 +74,7 @@ export function captureCommand(): Command {
       detectUrls: flags.detectUrl,
       hwaccel: flags.hwaccel,
       cameraShards: flags.cameraShard,
+      jpegTables: flags.jpegTables,
     });
     if (!config.cameras.length)
       throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');

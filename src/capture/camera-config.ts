@@ -35,6 +35,8 @@ export interface CameraSettings {
   thumbnailWidth: number;
   /** Downscale JPEGs wider than this (keeps the aspect ratio): `jpegWidth`, or the older `max-width` camera key. */
   maxWidth?: number;
+  /** mjpeg's Huffman tables (`jpegTables`): standard (less CPU) or optimal (smaller files). */
+  jpegTables?: 'standard' | 'optimal';
   /**
    * The camera's lower-resolution stream (sub-stream): frames are taken from it, and the
    * camera's own url is not opened by capture (it stays the camera's identity, for

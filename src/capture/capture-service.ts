@@ -161,6 +161,7 @@ export class CaptureService {
           fps: set.fps,
           jpegQuality: set.jpegQuality,
           maxWidth: set.maxWidth,
+          jpegTables: set.jpegTables,
           thumbnailWidth: set.thumbnailWidth,
           openTimeoutMs: set.timeoutMs,
           readTimeoutMs: set.timeoutMs,

@@ -63,6 +63,7 @@ export function captureOptions(config: Config, extras: CaptureExtras): (deps: Ca
         stallTimeoutMs: config.stallTimeout,
         thumbnailWidth: config.thumbnailWidth,
         maxWidth: config.jpegWidth || undefined,
+        jpegTables: config.jpegTables,
         hwaccel: hwaccel.chosen,
         ffmpegOptions: extras.ffmpegOptions ?? {},
         validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },

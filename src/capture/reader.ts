@@ -69,7 +69,7 @@ export interface ReaderOptions {
   hwaccel?: HwaccelChoice;
   /** How frames reach the JPEG encoder (jpeg-encoder.ts); default planes. For the benchmark. */
   jpegPath?: JpegPath;
-  /** mjpeg's Huffman tables (jpeg-encoder.ts has the default). For the benchmark. */
+  /** mjpeg's Huffman tables (jpeg-encoder.ts has the default): the `jpegTables` setting. */
   jpegHuffman?: JpegHuffman;
 }
 

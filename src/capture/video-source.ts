@@ -60,6 +60,8 @@ export interface VideoSourceOptions {
   jpegQuality?: number;
   /** optional downscale keeping aspect */
   maxWidth?: number;
+  /** mjpeg's Huffman tables; default standard */
+  jpegTables?: 'standard' | 'optimal';
   /** gray thumbnail of this width (height keeps the aspect ratio); default none */
   thumbnailWidth?: number;
   /** default 5000; counted from when the reader thread starts opening */
@@ -168,6 +170,7 @@ function resolveOptions(opts: VideoSourceOptions): Resolved {
       fps: opts.fps,
       quality,
       maxWidth: opts.maxWidth,
+      jpegHuffman: opts.jpegTables === 'optimal' ? 'optimal' : 'default',
       thumbnailWidth,
       readTimeoutMs,
       rtspTimeoutMs,

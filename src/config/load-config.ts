@@ -55,6 +55,7 @@ export interface Config {
   thumbnailWidth: number;
   jpegWidth: number;
   detectUrls: string[];
+  jpegTables: 'standard' | 'optimal';
   hwaccel: 'none' | 'vaapi' | 'cuda' | 'qsv' | 'auto';
   /** Per-camera keys of the config file's `cameras` objects (beyond id and url), by camera id; only when the cameras come from the file. */
   cameraOptions?: Record<string, Record<string, unknown>>;

@@ -317,6 +317,14 @@ export const CONFIG_KEYS = {
     description:
       "capture: id=url of a camera's lower-resolution stream (sub-stream) to take frames from instead of its url, which capture then does not open",
   },
+  jpegTables: {
+    type: 'string',
+    default: 'standard',
+    env: 'DETEKTR_JPEG_TABLES',
+    choices: ['standard', 'optimal'],
+    description:
+      'capture: JPEG Huffman tables: standard (JPEG Annex K, ~20 % less encoder CPU) or optimal (built per picture: ~16 % smaller files, the same pixels)',
+  },
   hwaccel: {
     type: 'string',
     default: 'none',

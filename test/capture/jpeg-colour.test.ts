@@ -58,7 +58,7 @@ function expectBars(levels: [number, number, number][]): void {
 }
 
 describe('JPEG colour levels', () => {
-  it('limited-range frames (the range fixed from the planes by a table) decode to the bars', async () => {
+  it('limited-range frames (the range fixed from the planes by the colorspace filter) decode to the bars', async () => {
     const img = await firstJpeg({ url: BARS });
     expect([img.width, img.height]).toEqual([640, 360]);
     expectBars(await barLevels(img.jpeg));
@@ -78,6 +78,14 @@ describe('JPEG colour levels', () => {
   it('4:4:4 frames (converted by swscale) decode to the same bars', async () => {
     const img = await firstJpeg({ url: `${BARS},format=yuv444p` });
     expectBars(await barLevels(img.jpeg));
+  });
+
+  it('jpegTables optimal: the same pixels as the standard tables, in a smaller file', async () => {
+    const standard = await firstJpeg({ url: BARS });
+    const optimal = await firstJpeg({ url: BARS, jpegTables: 'optimal' });
+    expect(optimal.jpeg.length).toBeLessThan(standard.jpeg.length);
+    const [a, b] = await Promise.all([standard.jpeg, optimal.jpeg].map((j) => sharp(j).raw().toBuffer()));
+    expect(a.equals(b), 'Huffman coding is lossless: the decoded pictures are identical').toBe(true);
   });
 
   it('the check fails on a washed-out picture: the bars left in limited range', async () => {

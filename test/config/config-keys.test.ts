@@ -94,6 +94,7 @@ const KEYS: Record<ConfigKey, Entry> = {
   frozenAfter: { value: '4s', services: ['capture'] },
   thumbnailWidth: { value: 64, services: ['capture'] },
   jpegWidth: { value: 640, services: ['capture'] },
+  jpegTables: { value: 'optimal', services: ['capture'] },
   detectUrls: { value: ['a=testsrc'], services: ['capture'] },
   hwaccel: {
     value: 'auto',
