@@ -1,7 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { RedisClient } from '../bus/redis.js';
 import type { RedisKeys } from '../bus/keys.js';
-import type { ShardSet } from '../bus/shards.js';
+import { onePerShard, type ShardSet } from '../bus/shards.js';
 import { InvalidInputError } from '../domain/errors.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -48,8 +48,7 @@ export type BufferSettings = Required<Omit<BufferOptions, 'shards' | 'blocking'>
  */
 export function bufferSettings(opts: BufferOptions, shard = 0): BufferSettings {
   const { shards, blocking, ...rest } = opts;
-  if (blocking.length !== shards.count)
-    throw new Error(`the buffer needs one blocking connection per shard (${shards.count}), got ${blocking.length}`);
+  onePerShard('buffer', shards, blocking);
   const s: BufferSettings = {
     ...rest,
     keys: shards.all[shard],

@@ -99,6 +99,13 @@ export class ShardSet {
   }
 }
 
+/** A service's blocking connections, one per shard in `shards.all`'s order (a blocked read holds its connection). */
+export function onePerShard<T>(service: string, shards: ShardSet, blocking: T[]): T[] {
+  if (blocking.length !== shards.count)
+    throw new Error(`the ${service} needs one blocking connection per shard (${shards.count}), got ${blocking.length}`);
+  return blocking;
+}
+
 /** One plain Redis, one shard, untagged keys: what tests and single-node tools use. */
 export function singleShard(prefix: string): ShardSet {
   return new ShardSet(prefix, { count: 1, tagged: false });

@@ -6,7 +6,7 @@ import { encodeEvent } from '../bus/event-codec.js';
 import { decodeReadyFrame } from '../bus/frame-codec.js';
 import { ackAndAppend } from '../bus/handoff.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
-import type { ShardSet } from '../bus/shards.js';
+import { onePerShard, type ShardSet } from '../bus/shards.js';
 import { StreamConsumer, consumerName, type Entry } from '../bus/stream-consumer.js';
 import { makeEvent } from '../domain/events.js';
 import { describeError, PayloadExpiredError } from '../domain/errors.js';
@@ -96,8 +96,7 @@ export class ProcessorRuntime {
   private flushTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: ProcessorRuntimeOptions) {
-    if (opts.blocking.length !== opts.shards.count)
-      throw new Error(`the processor needs one blocking connection per shard (${opts.shards.count}), got ${opts.blocking.length}`);
+    onePerShard('processor', opts.shards, opts.blocking);
     this.registry = new ProcessorRegistry(opts.redis, opts.shards.global, opts.processorTtlMs);
     this.instance = consumerName(opts.id);
     this.capacity = opts.capacity ?? Math.max(32, opts.concurrency * 8);

@@ -5,7 +5,7 @@ import { decodeBusEvent, eventTraceparent, isCameraEvent, type BusEvent } from '
 import type { FieldList } from '../bus/fields.js';
 import type { CameraEvent } from '../domain/camera-events.js';
 import { GROUPS, type RedisKeys } from '../bus/keys.js';
-import type { ShardSet } from '../bus/shards.js';
+import { onePerShard, type ShardSet } from '../bus/shards.js';
 import { backoffDelay, sleep } from '../bus/backoff.js';
 import { StreamConsumer, consumerName, type Entry } from '../bus/stream-consumer.js';
 import type { LifecycleEvent } from '../domain/events.js';
@@ -64,8 +64,7 @@ export class StoreService {
   private readonly parts: ShardStore[];
 
   constructor(opts: StoreOptions) {
-    if (opts.blocking.length !== opts.shards.count)
-      throw new Error(`the store needs one blocking connection per shard (${opts.shards.count}), got ${opts.blocking.length}`);
+    onePerShard('store', opts.shards, opts.blocking);
     this.parts = opts.shards.all.map((keys, i) => new ShardStore({ ...opts, keys, blocking: opts.blocking[i] }));
   }
 
