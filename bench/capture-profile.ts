@@ -13,13 +13,13 @@
 import '../src/capture/node-av-polyfill.js';
 import { parseArgs } from 'node:util';
 import { AV_PIX_FMT_YUV420P, AV_PKT_FLAG_KEY, SWS_AREA, SWS_BILINEAR, SWS_UNSTABLE } from 'node-av/constants';
-import { Codec, CodecContext, Frame, type Packet } from 'node-av/lib';
+import { Frame, type Packet } from 'node-av/lib';
 import { DEFAULT_VALIDATION, FrameChecker } from '../src/capture/frame-check.js';
 import { FullRange } from '../src/capture/full-range.js';
 import { JpegEncoder } from '../src/capture/jpeg-encoder.js';
 import { GrayScaler, Scaler } from '../src/capture/reader-scaler.js';
 import { eqRange, lutyuvRange } from './lib/one-filter.js';
-import { openSyncDecoder } from './lib/sync-decoder.js';
+import { openDecoderFor, openSyncDecoder } from './lib/sync-decoder.js';
 import { printTable } from './lib/table.js';
 
 const { values, positionals } = parseArgs({
@@ -44,19 +44,9 @@ while (packets.length < SECONDS * 25 && src.fmt.readFrameSync(src.pkt) >= 0) {
   src.pkt.unref();
 }
 
-function openDecoder(): CodecContext {
-  const codec = Codec.findDecoder(par.codecId)!;
-  const dec = new CodecContext();
-  dec.allocContext3(codec);
-  dec.parametersToContext(par);
-  dec.threadCount = 1;
-  if (dec.open2Sync(codec, null) < 0) throw new Error('cannot open the decoder');
-  return dec;
-}
-
 /** Decodes every stored packet; calls `each` with every decoded frame. */
 function decodeAll(each?: (f: Frame, n: number) => void): number {
-  const dec = openDecoder();
+  const dec = openDecoderFor(par);
   const frame = new Frame();
   frame.alloc();
   let n = 0;

@@ -9,6 +9,9 @@ export function validateName(what: string, value: string): string {
   return value;
 }
 
+/** The gray thumbnail stored beside a frame's payload (same TTL, same slot): from the payload key the frame message carries. */
+export const thumbnailKey = (payloadKey: string): string => `${payloadKey}:thumb`;
+
 /**
  * The one place that builds Redis keys: everything hangs off a configurable prefix.
  *
@@ -34,8 +37,7 @@ export function redisKeys(prefix: string, shard?: { index: number; tag: string }
     results: `${base}results`,
     deadLetter: `${base}dead-letter`,
     payload: (frameId: string) => `${base}frame:${frameId}`,
-    /** The gray thumbnail stored beside a frame's payload (same TTL); takes the payload key the frame message carries. */
-    thumbnail: (payloadKey: string) => `${payloadKey}:thumb`,
+    thumbnail: thumbnailKey,
     /** Hash of counters (dead-lettered entries per stream), kept beside the streams. */
     counters: `${base}counters`,
     /** The buffer's priority lanes: frames taken in from captured, waiting for a processor. */

@@ -2,7 +2,14 @@ import type { Tracer } from '@opentelemetry/api';
 import type { RedisClient } from '../bus/redis.js';
 import type { ShardSet } from '../bus/shards.js';
 import { addCameraEvent, addEvent, execOrThrow } from '../bus/publish.js';
-import { FramePublishError, publishFrame, redactedError, startCaptureRoot, type PublishedFrame } from '../bus/publish-frame.js';
+import {
+  FramePublishError,
+  publishFrame,
+  redactedError,
+  startCaptureRoot,
+  type PublishedFrame,
+  type PublishFrameDeps,
+} from '../bus/publish-frame.js';
 import { redactSecrets } from '../config/redact-text.js';
 import { makeCameraEvent, type CameraEventType } from '../domain/camera-events.js';
 import { makeEvent } from '../domain/events.js';
@@ -31,7 +38,16 @@ export interface CapturePublisherOptions {
  * never thrown: one camera's frame must not stop the others.
  */
 export class CapturePublisher {
+  /** publishFrame's dependencies per camera (its shard's keys), built once, not per frame. */
+  private readonly deps = new Map<string, PublishFrameDeps>();
+
   constructor(private readonly opts: CapturePublisherOptions) {}
+
+  private depsOf(cameraId: string): PublishFrameDeps {
+    let d = this.deps.get(cameraId);
+    if (!d) this.deps.set(cameraId, (d = { ...this.opts, keys: this.opts.shards.forCamera(cameraId) }));
+    return d;
+  }
 
   countDrop(cameraId: string, reason: string, n = 1): void {
     this.opts.metrics.framesDropped.inc({ reason }, n);
@@ -54,20 +70,17 @@ export class CapturePublisher {
     const { metrics } = this.opts;
     let published: PublishedFrame;
     try {
-      published = await publishFrame(
-        { ...this.opts, keys: this.opts.shards.forCamera(cameraId) },
-        {
-          cameraId,
-          jpeg: image.jpeg,
-          width: image.width,
-          height: image.height,
-          priority: set.priority,
-          capabilities: set.capabilities,
-          capturedAt: image.capturedAt,
-          thumbnail: image.thumbnail,
-          data: frameData(image),
-        },
-      );
+      published = await publishFrame(this.depsOf(cameraId), {
+        cameraId,
+        jpeg: image.jpeg,
+        width: image.width,
+        height: image.height,
+        priority: set.priority,
+        capabilities: set.capabilities,
+        capturedAt: image.capturedAt,
+        thumbnail: image.thumbnail,
+        data: frameData(image),
+      });
     } catch (err) {
       // Redis is unreachable: no event can say so, so the log and the counter must.
       this.countDrop(cameraId, 'publish_failed');

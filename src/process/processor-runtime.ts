@@ -339,7 +339,7 @@ export class ProcessorRuntime {
         trace.setSpan(parent, span),
       );
       try {
-        const result = await runFrame({ ...this.opts, keys }, frame, entry.deliveries, f.abort, this.stop.signal);
+        const result = await runFrame(this.opts, frame, entry.deliveries, f.abort, this.stop.signal);
         outcome = { kind: 'completed', result, resultJson: resultJsonOf(result) };
         run.end();
       } catch (err) {

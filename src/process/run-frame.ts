@@ -1,5 +1,5 @@
 import type { RedisClient } from '../bus/redis.js';
-import type { RedisKeys } from '../bus/keys.js';
+import { thumbnailKey } from '../bus/keys.js';
 import { PayloadExpiredError } from '../domain/errors.js';
 import type { FrameMessage } from '../domain/frame.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -14,7 +14,6 @@ export class ShutdownError extends Error {}
 export interface RunFrameOptions {
   processor: Processor;
   redis: RedisClient;
-  keys: RedisKeys;
   id: string;
   logger: Logger;
   frameTimeoutMs: number;
@@ -32,7 +31,7 @@ export async function runFrame(
   abort: AbortController,
   stop: AbortSignal,
 ): Promise<ProcessorResult> {
-  const { processor, redis, keys, id, logger, frameTimeoutMs } = o;
+  const { processor, redis, id, logger, frameTimeoutMs } = o;
   const onStop = () => abort.abort(new ShutdownError('the worker is stopping'));
   stop.addEventListener('abort', onStop);
   let timer: NodeJS.Timeout | undefined;
@@ -40,7 +39,7 @@ export async function runFrame(
     let image: Buffer | undefined;
     let thumbnail: GrayThumbnail | undefined;
     if (processor.usesThumbnail) {
-      const data = await redis.getBuffer(keys.thumbnail(frame.payloadKey));
+      const data = await redis.getBuffer(thumbnailKey(frame.payloadKey));
       thumbnail = data ? thumbnailOf(data, frame.width, frame.height) : undefined;
     }
     if (processor.needsImage && !thumbnail) {

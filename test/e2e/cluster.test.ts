@@ -4,12 +4,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBusEvent } from '../../src/bus/event-codec.js';
 import { hashSlot, shardSetOf, type ShardSet } from '../../src/bus/shards.js';
 import type { LoadtestReport } from '../../src/ops/loadtest.js';
+import { parseDuration } from '../../src/config/parse-value.js';
 import { runDetektr, spawnDetektr, type Spawned } from '../helpers/cli.js';
 import { dropSchema, TEST_DATABASE_URL, uniqueSchema } from '../helpers/pg.js';
 import { startRedisCluster, type TestCluster } from '../helpers/redis-cluster.js';
 import { uniquePrefix, waitFor } from '../helpers/redis.js';
 
 const SHARDS = 3;
+
+/** `detektr loadtest --json` with 8 cameras of 16 KiB frames; the run is given the drain time and a minute more. */
+function loadtest(env: NodeJS.ProcessEnv, fps: number, duration: string, drain: string, maxP95Ms: number) {
+  const args = ['--fps', String(fps), '--cameras', '8', '--duration', duration, '--payload-kb', '16', '--max-p95', String(maxP95Ms)];
+  return runDetektr(
+    ['loadtest', ...args, '--drain-timeout', drain, '--json'],
+    env,
+    60_000 + (parseDuration(duration) + parseDuration(drain)),
+  );
+}
 
 /** The master port serving each shard's slot, from CLUSTER SLOTS of a live node. */
 async function mastersOfShards(cluster: TestCluster, shards: ShardSet, live: number): Promise<number[]> {
@@ -118,26 +129,7 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
   }, 120_000);
 
   it('passes `loadtest --fps 30 --cameras 8`, every shard carrying frames, every journey complete', async () => {
-    const r = await runDetektr(
-      [
-        'loadtest',
-        '--fps',
-        '30',
-        '--cameras',
-        '8',
-        '--duration',
-        '10s',
-        '--payload-kb',
-        '16',
-        '--max-p95',
-        '120000',
-        '--drain-timeout',
-        '120s',
-        '--json',
-      ],
-      env,
-      200_000,
-    );
+    const r = await loadtest(env, 30, '10s', '120s', 120000);
     expect(r.code, `${r.stdout}\n${r.stderr.slice(-800)}`).toBe(0);
     const report = JSON.parse(r.stdout) as LoadtestReport;
     expect(report.sent).toBe(2400);
@@ -156,26 +148,7 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
     const masters = await mastersOfShards(cluster, shards, cluster.nodes[0].port);
     const victimPort = masters[0];
     const victim = cluster.nodes.filter((n) => n.role === 'master').findIndex((n) => n.port === victimPort);
-    const load = runDetektr(
-      [
-        'loadtest',
-        '--fps',
-        '30',
-        '--cameras',
-        '8',
-        '--duration',
-        '20s',
-        '--payload-kb',
-        '16',
-        '--max-p95',
-        '600000',
-        '--drain-timeout',
-        '60s',
-        '--json',
-      ],
-      env,
-      180_000,
-    );
+    const load = loadtest(env, 30, '20s', '60s', 600000);
     await new Promise((r) => setTimeout(r, 5000));
     await cluster.killMaster(victim);
     await cluster.waitForFailover(60_000);
@@ -204,11 +177,7 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
     for (const w of workers) expect(w.proc.exitCode, w.stderr().slice(-500)).toBeNull();
 
     // After the failover the pipeline is whole again: a fresh run loses nothing.
-    const after = await runDetektr(
-      ['loadtest', '--fps', '20', '--cameras', '8', '--duration', '5s', '--payload-kb', '16', '--max-p95', '600000', '--json'],
-      env,
-      120_000,
-    );
+    const after = await loadtest(env, 20, '5s', '30s', 600000);
     expect(after.code, `${after.stdout}\n${after.stderr.slice(-800)}`).toBe(0);
     const again = JSON.parse(after.stdout) as LoadtestReport;
     expect(again.unaccounted).toBe(0);
