@@ -236,8 +236,7 @@ async function layoutCheck(o: ValidateOptions): Promise<CheckResult> {
   const { count, tagged } = o.shards.layout;
   const mine = `${count}${tagged ? ' tagged' : ''}`;
   const recorded = await o.redis.hget(o.shards.global.layout, 'shards');
-  const what =
-    count > 1 ? `${count} shards (${o.shards.all.map((k) => `{s${k.shard}}`).join(' ')})` : tagged ? '1 shard ({s0})' : '1 shard';
+  const what = tagged ? `${count} shard${count > 1 ? 's' : ''} (${o.shards.all.map((k) => `{${k.tag}}`).join(' ')})` : '1 shard';
   if (recorded === null) return { check: 'shards', status: 'ok', detail: `${what}; no worker has recorded a layout yet` };
   if (recorded !== mine)
     return {

@@ -156,6 +156,22 @@ describe('run --shards 3 on one plain Redis', () => {
       );
       expect(rows.rows.map((r) => [r.camera_id, r.state, Number(r.n) >= 3])).toEqual(cams.map((c) => [c, 'completed', true]));
 
+      // validate reads the layout back: the shards' real tags, and a mismatch is a failed check.
+      const check = async (n: string) => {
+        const v = await runDetektr(['validate', '--shards', n, '--json'], env, 30_000);
+        return (JSON.parse(v.stdout) as { checks: { check: string; status: string; detail: string }[] }).checks.find(
+          (c) => c.check === 'shards',
+        );
+      };
+      expect(await check('3')).toMatchObject({
+        status: 'ok',
+        detail: `3 shards (${shards.all.map((k) => `{${k.tag}}`).join(' ')}), as the workers recorded`,
+      });
+      expect(await check('2')).toMatchObject({
+        status: 'fail',
+        detail: expect.stringMatching(/workers run with shards=3, this check with 2/) as unknown,
+      });
+
       const other = await runDetektr(['buffer', '--shards', '2'], env, 30_000);
       expect(other.code).toBe(2);
       expect(other.stderr).toMatch(/runs with shards=3 but this worker has shards=2/);
