@@ -162,6 +162,8 @@ export class CaptureService {
           jpegQuality: set.jpegQuality,
           maxWidth: set.maxWidth,
           jpegTables: set.jpegTables,
+          jpegEncoder: set.jpegEncoder,
+          turbojpegLibrary: set.turbojpegLibrary,
           thumbnailWidth: set.thumbnailWidth,
           openTimeoutMs: set.timeoutMs,
           readTimeoutMs: set.timeoutMs,
