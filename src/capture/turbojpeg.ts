@@ -16,7 +16,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import type { Frame } from 'node-av/lib';
+import { FFmpegError, Frame } from 'node-av/lib';
 
 // turbojpeg.h (libjpeg-turbo 3.0): enum TJINIT, TJPARAM, TJSAMP.
 const TJINIT_COMPRESS = 0;
@@ -31,28 +31,16 @@ const BUNDLED_PACKAGE = '@julusian/jpeg-turbo';
 
 interface Koffi {
   load(path: string): { func(signature: string): (...args: unknown[]) => unknown };
-  view(ptr: unknown, len: number): ArrayBuffer;
 }
 
 interface TurboJpegLib {
   path: string;
-  koffi: Koffi;
   init(type: number): unknown;
   destroy(handle: unknown): void;
   set(handle: unknown, param: number, value: number): number;
   errorStr(handle: unknown): string;
-  alloc(bytes: number): unknown;
-  free(ptr: unknown): void;
   bufSize(width: number, height: number, subsamp: number): number;
-  fromYuvPlanes(
-    handle: unknown,
-    planes: Buffer[],
-    width: number,
-    strides: number[],
-    height: number,
-    out: unknown[],
-    size: number[],
-  ): number;
+  fromYuvPlanes(handle: unknown, planes: Buffer[], width: number, strides: number[], height: number, out: Buffer[], size: number[]): number;
 }
 
 const require = createRequire(import.meta.url);
@@ -98,16 +86,13 @@ function open(path: string): TurboJpegLib | string {
     const so = koffi.load(path);
     return {
       path,
-      koffi,
       init: so.func('void *tj3Init(int)') as TurboJpegLib['init'],
       destroy: so.func('void tj3Destroy(void *)') as TurboJpegLib['destroy'],
       set: so.func('int tj3Set(void *, int, int)') as TurboJpegLib['set'],
       errorStr: so.func('const char *tj3GetErrorStr(void *)') as TurboJpegLib['errorStr'],
-      alloc: so.func('void *tj3Alloc(size_t)') as TurboJpegLib['alloc'],
-      free: so.func('void tj3Free(void *)') as TurboJpegLib['free'],
       bufSize: so.func('size_t tj3JPEGBufSize(int, int, int)') as TurboJpegLib['bufSize'],
       fromYuvPlanes: so.func(
-        'int tj3CompressFromYUVPlanes8(void *, uint8_t **, int, int *, int, _Inout_ void **, _Inout_ size_t *)',
+        'int tj3CompressFromYUVPlanes8(void *, uint8_t **, int, int *, int, _Inout_ uint8_t **, _Inout_ size_t *)',
       ) as TurboJpegLib['fromYuvPlanes'],
     };
   } catch (err) {
@@ -119,15 +104,25 @@ function open(path: string): TurboJpegLib | string {
 /** One camera's compressor: a TurboJPEG handle and an output buffer it fills in place. */
 export class TurboJpeg {
   private handle: unknown;
-  private out: unknown[] = [null];
-  private capacity = 0;
-  private size = '';
+  /** The worst-case JPEG for the current picture size, written in place (no allocation in the library). */
+  private out = Buffer.alloc(0);
+  /**
+   * The frame is copied here first, and the library reads these planes. Reading `data` of
+   * the decoder's (pooled) frames makes node-av report each plane to V8 as external
+   * memory until a GC finalizes it: at 10 fps that ran a full GC every ~2 s and cost more
+   * than this copy (docs/benchmarks.md).
+   */
+  private readonly staging = new Frame();
+  private planes: Buffer[] = [];
+  private strides: number[] = [];
+  private key = '';
 
   constructor(
     private readonly lib: TurboJpegLib,
     quality: number,
     optimize: boolean,
   ) {
+    this.staging.alloc();
     this.handle = lib.init(TJINIT_COMPRESS);
     if (!this.handle) throw new Error(`libturbojpeg (${lib.path}) cannot make a compressor`);
     for (const [param, value] of [
@@ -144,34 +139,42 @@ export class TurboJpeg {
   /** A full-range 4:2:0 frame (yuv420p / yuvj420p planes) to a JPEG in a buffer of its own. */
   compress(frame: Frame): Buffer {
     const { width, height } = frame;
-    if (`${width}x${height}` !== this.size) {
-      if (this.out[0]) this.lib.free(this.out[0]);
-      this.capacity = Number(this.lib.bufSize(width, height, TJSAMP_420));
-      this.out = [this.lib.alloc(this.capacity)];
-      if (!this.out[0]) throw new Error(`libturbojpeg cannot allocate ${this.capacity} bytes`);
-      this.size = `${width}x${height}`;
+    const key = `${width}x${height}:${frame.format}`;
+    if (key !== this.key) {
+      this.out = Buffer.alloc(Number(this.lib.bufSize(width, height, TJSAMP_420)));
+      const st = this.staging;
+      st.unref();
+      st.width = width;
+      st.height = height;
+      st.format = frame.format;
+      FFmpegError.throwIfError(st.allocBuffer(), 'JPEG staging frame');
+      this.planes = st.data!.slice(0, 3);
+      this.strides = st.linesize.slice(0, 3);
+      this.key = key;
     }
-    const data = frame.data!;
-    const { linesize } = frame;
-    const size = [this.capacity];
+    FFmpegError.throwIfError(this.staging.copy(frame), 'JPEG staging copy');
+    const size = [this.out.length];
     const ret = this.lib.fromYuvPlanes(
       this.handle,
-      [data[0], data[1], data[2]],
+      this.planes,
       width,
-      [linesize[0], linesize[1], linesize[2]],
+      this.strides,
       height,
-      this.out,
+      // koffi passes the buffer's address; the library writes there (NOREALLOC) and the
+      // array's element comes back as that same address, not used.
+      [this.out],
       size,
     );
     if (ret !== 0) throw new Error(`JPEG encoding failed (libturbojpeg): ${this.lib.errorStr(this.handle)}`);
-    // A copy: the library's buffer is written again by the next frame.
-    return Buffer.from(new Uint8Array(this.lib.koffi.view(this.out[0], size[0])));
+    // A copy: the buffer is written again by the next frame.
+    return Buffer.from(this.out.subarray(0, size[0]));
   }
 
   close(): void {
-    if (this.out[0]) this.lib.free(this.out[0]);
-    this.out = [null];
-    this.size = '';
+    this.out = Buffer.alloc(0);
+    this.planes = [];
+    this.key = '';
+    this.staging.free();
     if (this.handle) this.lib.destroy(this.handle);
     this.handle = null;
   }
