@@ -1,7 +1,6 @@
 // JPEG encoders side by side on the same decoded frames of the bench's camera stream,
 // in one process, rounds alternated (bench/capture.bench.ts runs this in a child process;
-// alone: npx tsx bench/capture-encoders.ts <rtsp-url> [--frames 50] [--rounds 3] [--quality 80]
-// [--matched-quality 72]).
+// alone: npx tsx bench/capture-encoders.ts <rtsp-url> [--frames 50] [--rounds 3]).
 // CPU is the whole process's (process.cpuUsage: every thread, libvips' included), per
 // frame; quality is the PSNR of the decoded JPEG (libjpeg-turbo, via sharp) against the
 // full-range RGB of the source frame, at the same size.
@@ -23,7 +22,6 @@ const { values, positionals } = parseArgs({
     frames: { type: 'string', default: '50' },
     rounds: { type: 'string', default: '3' },
     quality: { type: 'string', default: '80' },
-    'matched-quality': { type: 'string', default: '72' },
   },
 });
 const url = positionals[0];
@@ -75,11 +73,7 @@ const fullRange = frames.map((f) => toFull.convert(f).clone()!);
 sharp.concurrency(1);
 const older = new JpegEncoder(QUALITY, undefined, { path: 'swscale' });
 const planesOpt = new JpegEncoder(QUALITY, undefined, { huffman: 'optimal' });
-const planes = new JpegEncoder(QUALITY); // mjpeg, huffman=default
-const turbo = new JpegEncoder(QUALITY, undefined, { encoder: 'turbojpeg' }); // the default where it loads
-const turboOpt = new JpegEncoder(QUALITY, undefined, { encoder: 'turbojpeg', huffman: 'optimal' });
-// libjpeg's quality whose PSNR matches mjpeg's q80 on this stream (mjpeg's qscale is coarser)
-const turboMatched = new JpegEncoder(Number(values['matched-quality']), undefined, { encoder: 'turbojpeg' });
+const planes = new JpegEncoder(QUALITY); // the default: huffman=default
 const small = new JpegEncoder(QUALITY, 640);
 const rangeScaler = new Scaler(SWS_BILINEAR);
 const rangeNow = new FullRange();
@@ -96,23 +90,8 @@ const variants: { what: string; encode: Encode; psnr: boolean }[] = [
   },
   { what: 'FFmpeg mjpeg from the planes, colorspace filter, huffman=optimal', encode: (i) => planesOpt.encode(frames[i]).jpeg, psnr: true },
   {
-    what: 'FFmpeg mjpeg from the planes, colorspace filter, huffman=default (--jpeg-encoder mjpeg)',
+    what: 'FFmpeg mjpeg from the planes, colorspace filter, huffman=default (now)',
     encode: (i) => planes.encode(frames[i]).jpeg,
-    psnr: true,
-  },
-  {
-    what: 'libjpeg-turbo (koffi) from the planes, colorspace filter, huffman=default (now)',
-    encode: (i) => turbo.encode(frames[i]).jpeg,
-    psnr: true,
-  },
-  {
-    what: 'libjpeg-turbo from the planes, colorspace filter, huffman=optimal',
-    encode: (i) => turboOpt.encode(frames[i]).jpeg,
-    psnr: true,
-  },
-  {
-    what: `libjpeg-turbo from the planes, quality ${values['matched-quality']} (about mjpeg's PSNR)`,
-    encode: (i) => turboMatched.encode(frames[i]).jpeg,
     psnr: true,
   },
   {
@@ -129,7 +108,6 @@ const variants: { what: string; encode: Encode; psnr: boolean }[] = [
     psnr: true,
   },
   { what: 'FFmpeg mjpeg, full-range source (no conversion), huffman=default', encode: (i) => planes.encode(fullRange[i]).jpeg, psnr: true },
-  { what: 'libjpeg-turbo, full-range source (no conversion)', encode: (i) => turbo.encode(fullRange[i]).jpeg, psnr: true },
   { what: 'FFmpeg mjpeg, --jpeg-width 640 (one swscale pass)', encode: (i) => small.encode(frames[i]).jpeg, psnr: false },
   {
     what: '  range conversion alone: swscale',
@@ -185,20 +163,5 @@ printTable(
   rows,
 );
 for (const f of [...frames, ...fullRange]) f.free();
-for (const e of [
-  older,
-  planes,
-  planesOpt,
-  turbo,
-  turboOpt,
-  turboMatched,
-  small,
-  rangeScaler,
-  rangeNow,
-  rangeLut,
-  rangeEq,
-  toFull,
-  rgbScaler,
-])
-  e.close();
+for (const e of [older, planes, planesOpt, small, rangeScaler, rangeNow, rangeLut, rangeEq, toFull, rgbScaler]) e.close();
 process.exit(0);

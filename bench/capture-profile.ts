@@ -5,7 +5,7 @@
 //   npx tsx bench/capture-profile.ts <rtsp-url> [--seconds 8] [--rounds 3]
 //
 // Stages: decode (every packet, per decoded frame), the 10 fps sampled frames' checks (gray
-// 64x36 + FrameChecker), range LUT, mjpeg (each Huffman mode), libjpeg-turbo and the whole JpegEncoder as
+// 64x36 + FrameChecker), range LUT, mjpeg (each Huffman mode) and the whole JpegEncoder as
 // the reader calls it. With --stage <name> --count <n> it runs only that stage n times
 // (after one warm pass), for instruction counts that the machine's load does not move:
 //   valgrind --tool=callgrind --callgrind-out-file=/dev/null npx tsx ... --stage lut --count 20
@@ -75,10 +75,7 @@ const gray = new GrayScaler(FrameChecker.WIDTH, FrameChecker.HEIGHT, SWS_AREA);
 const checker = new FrameChecker(DEFAULT_VALIDATION);
 const optimal = new JpegEncoder(80, undefined, { huffman: 'optimal' });
 const standard = new JpegEncoder(80, undefined, { huffman: 'default' });
-const readerDefault = new JpegEncoder(80, undefined, { encoder: 'turbojpeg' }); // colorspace filter + libjpeg-turbo
-const readerMjpeg = new JpegEncoder(80); // colorspace filter + mjpeg, huffman=default
-const turbo = new JpegEncoder(80, undefined, { encoder: 'turbojpeg' });
-const turbo72 = new JpegEncoder(72, undefined, { encoder: 'turbojpeg' });
+const readerDefault = new JpegEncoder(80); // colorspace filter + huffman=default
 const rangeSws = new Scaler(SWS_BILINEAR);
 const rangeSwsOps = new Scaler(SWS_BILINEAR | SWS_UNSTABLE);
 const rangeLut = lutyuvRange();
@@ -119,26 +116,8 @@ const stages: Stage[] = [
     run: overFrames((f) => standard.encode(f).jpeg.length, fullRange),
   },
   {
-    key: 'turbo',
-    name: 'libjpeg-turbo alone (staging copy + tj3CompressFromYUVPlanes8), q80',
-    per: 'sampled',
-    run: overFrames((f) => turbo.encode(f).jpeg.length, fullRange),
-  },
-  {
-    key: 'turbo-72',
-    name: "libjpeg-turbo alone, q72 (about mjpeg q80's PSNR)",
-    per: 'sampled',
-    run: overFrames((f) => turbo72.encode(f).jpeg.length, fullRange),
-  },
-  {
-    key: 'reader-mjpeg',
-    name: 'JpegEncoder as the reader runs it, --jpeg-encoder mjpeg',
-    per: 'sampled',
-    run: overFrames((f) => readerMjpeg.encode(f).jpeg.length),
-  },
-  {
     key: 'reader-jpeg',
-    name: 'JpegEncoder as the reader runs it (libjpeg-turbo)',
+    name: 'JpegEncoder as the reader runs it',
     per: 'sampled',
     run: overFrames((f) => readerDefault.encode(f).jpeg.length),
   },

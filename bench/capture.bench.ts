@@ -48,9 +48,8 @@ const { values } = parseArgs({
     // a checkout of the code to compare with (built: dist/, node_modules/), e.g. a worktree
     // of main: its reader and its 8-camera capture become rows of the same CPU table
     baseline: { type: 'string', default: '' },
-    // only these rows of the CPU table (keys: decode,decode-hl,decode-sub,reader-swscale,reader-mjpeg,reader,
-    // reader-optimal,reader-base,capture,capture-640,capture-sub,capture-many,capture-many-mjpeg,capture-many-base,
-    // capture-many-640)
+    // only these rows of the CPU table (keys: decode,decode-hl,decode-sub,reader-swscale,reader,
+    // reader-optimal,reader-base,capture,capture-640,capture-sub,capture-many,capture-many-base,capture-many-640)
     rows: { type: 'string', default: '' },
     'capacity-flags': { type: 'string', default: '' },
   },
@@ -323,7 +322,6 @@ for (const stream of want('cpu') ? streams : []) {
       await measure('decode-hl', () => child('decode-hl', url, SECONDS));
       await measure('decode-sub', () => child('decode', sub.url, SECONDS));
       await measure('reader-swscale', () => child('reader', url, SECONDS, ['--jpeg-path', 'swscale']));
-      await measure('reader-mjpeg', () => child('reader', url, SECONDS, ['--jpeg-encoder', 'mjpeg']));
       await measure('reader', () => child('reader', url, SECONDS));
       await measure('reader-optimal', () => child('reader', url, SECONDS, ['--jpeg-huffman', 'optimal']));
       if (BASELINE) await measure('reader-base', () => child('reader', url, SECONDS, [], BASELINE));
@@ -340,10 +338,6 @@ for (const stream of want('cpu') ? streams : []) {
         add('server', c.server);
         return c.cpu / MANY;
       });
-      await measure(
-        'capture-many-mjpeg',
-        async () => (await capture(url, MANY, SECONDS, server.proc.pid!, { extra: ['--jpeg-encoder', 'mjpeg'] })).cpu / MANY,
-      );
       if (BASELINE)
         await measure('capture-many-base', async () => (await capture(url, MANY, SECONDS, server.proc.pid!, { dir: BASELINE })).cpu / MANY);
       await measure(
@@ -362,15 +356,13 @@ for (const stream of want('cpu') ? streams : []) {
         ...row('bare decode: node-av Demuxer + Decoder (async, defaults)', 'decode-hl'),
         ...row(`bare decode of a ${SUB_SIZE} sub-stream (same encoder settings)`, 'decode-sub'),
         ...row(`capture reader alone, JPEG as before (swscale range + mjpeg)`, 'reader-swscale'),
-        ...row(`capture reader alone, FFmpeg mjpeg (planes + range filter, huffman=default)`, 'reader-mjpeg'),
-        ...row(`capture reader alone: decode + ${FPS} fps checks + JPEG q80 (libjpeg-turbo from the planes, range filter)`, 'reader'),
+        ...row(`capture reader alone: decode + ${FPS} fps checks + JPEG q80 (planes + range filter, huffman=default)`, 'reader'),
         ...row(`capture reader alone, mjpeg huffman=optimal (the tables before)`, 'reader-optimal'),
         ...row(`capture reader alone, baseline checkout (${BASELINE})`, 'reader-base'),
         ...row(`detektr capture, 1 camera, --fps ${FPS}`, 'capture'),
         ...row(`detektr capture, 1 camera, --jpeg-width 640`, 'capture-640'),
         ...row(`detektr capture, 1 camera, --detect-url ${SUB_SIZE} sub-stream`, 'capture-sub'),
         ...row(`detektr capture, ${MANY} cameras in one process, per camera`, 'capture-many'),
-        ...row(`detektr capture, ${MANY} cameras, --jpeg-encoder mjpeg, per camera`, 'capture-many-mjpeg'),
         ...row(`detektr capture, ${MANY} cameras, baseline checkout, per camera`, 'capture-many-base'),
         ...row(`detektr capture, ${MANY} cameras, --jpeg-width 640, per camera`, 'capture-many-640'),
         ...row('  + redis-server while 1-camera capture ran', 'redis'),

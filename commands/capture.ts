@@ -46,10 +46,6 @@ export function captureCommand(): Command {
     )
     .option('--jpeg-tables <tables>', 'JPEG Huffman tables: standard (less CPU, the default) or optimal (~16 % smaller files)')
     .option('--camera-shard <id=shard>', 'pin camera id to a shard (repeatable; default: by a hash of the id)', collect)
-    .option(
-      '--jpeg-encoder <encoder>',
-      'JPEG encoder: turbojpeg (libjpeg-turbo: less CPU), mjpeg (FFmpeg) or auto (turbojpeg where it loads, the default)',
-    )
     .option('--hwaccel <type>', 'decode on a GPU: none, vaapi, cuda, qsv or auto (default none)')
     .option(
       '--ffmpeg-option <key=value>',
@@ -79,7 +75,6 @@ export function captureCommand(): Command {
       hwaccel: flags.hwaccel,
       cameraShards: flags.cameraShard,
       jpegTables: flags.jpegTables,
-      jpegEncoder: flags.jpegEncoder,
     });
     if (!config.cameras.length)
       throw new InvalidInputError('no camera: give --camera id=url (e.g. --camera demo=testsrc) or list cameras in the config file');
@@ -91,7 +86,6 @@ export function captureCommand(): Command {
       ffmpegOptions,
       detectUrlsFrom: flags.detectUrl ? '--detect-url' : undefined,
       hwaccelFrom: flags.hwaccel ? '--hwaccel' : undefined,
-      jpegEncoderFrom: flags.jpegEncoder ? '--jpeg-encoder' : undefined,
     });
 
     let service: CaptureService | undefined;

@@ -59,7 +59,6 @@ export function validateCommand(): Command {
         otlpEndpoint: exportPlan.exporters.includes('otlp') ? exportPlan.endpoint : undefined,
         otlpProtocol: exportPlan.protocol,
         hwaccel: config.hwaccel,
-        jpegEncoder: { setting: config.jpegEncoder, library: config.turbojpegLibrary },
         e2e: flags.e2e ? { timeoutMs: e2eTimeoutMs, payloadTtlMs: config.payloadTtl, streamMaxLen: config.streamMaxLen } : undefined,
       });
       if (flags.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

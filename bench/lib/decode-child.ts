@@ -6,8 +6,7 @@
 //   reader     capture's reader (src/capture/reader.ts) alone: decode + sample + checks +
 //              JPEG at --fps, no thread hand-off, no Redis, no tracing; options
 //              --jpeg-path planes|swscale (how frames reach the encoder), --jpeg-width <px>,
-//              --jpeg-huffman optimal|default (the Huffman tables),
-//              --jpeg-encoder turbojpeg|mjpeg (default turbojpeg)
+//              --jpeg-huffman optimal|default (mjpeg's Huffman tables)
 //
 // usage: node --import tsx bench/lib/decode-child.ts <mode> <rtsp-url> [fps] [options]
 import '../../src/capture/node-av-polyfill.js';
@@ -15,18 +14,12 @@ import { parseArgs } from 'node:util';
 import { Decoder, Demuxer } from 'node-av/api';
 import { DEFAULT_VALIDATION } from '../../src/capture/frame-check.js';
 import type { JpegHuffman, JpegPath } from '../../src/capture/jpeg-encoder.js';
-import type { JpegEncoderChoice } from '../../src/capture/jpeg-encoder-setting.js';
 import { runReader } from '../../src/capture/reader.js';
 import { openSyncDecoder } from './sync-decoder.js';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
-  options: {
-    'jpeg-path': { type: 'string', default: 'planes' },
-    'jpeg-width': { type: 'string' },
-    'jpeg-huffman': { type: 'string' },
-    'jpeg-encoder': { type: 'string', default: 'turbojpeg' },
-  },
+  options: { 'jpeg-path': { type: 'string', default: 'planes' }, 'jpeg-width': { type: 'string' }, 'jpeg-huffman': { type: 'string' } },
 });
 const [mode, url, fpsArg] = positionals;
 const OPTIONS = { rtsp_transport: 'tcp', probesize: '32768', analyzeduration: '500000', timeout: '2500000' };
@@ -67,7 +60,6 @@ if (mode === 'decode') {
       maxWidth: flags['jpeg-width'] ? Number(flags['jpeg-width']) : undefined,
       jpegPath: flags['jpeg-path'] as JpegPath,
       jpegHuffman: flags['jpeg-huffman'] as JpegHuffman | undefined,
-      jpegEncoder: flags['jpeg-encoder'] as JpegEncoderChoice,
       thumbnailWidth: 0,
       readTimeoutMs: 5000,
       rtspTimeoutMs: 2500,

@@ -21,7 +21,6 @@ import { InvalidInputError } from '../domain/errors.js';
 import { parseCameraSpec, type CameraKind, type CameraSpec } from './camera-spec.js';
 import { DEFAULT_VALIDATION, parsePolicy, type ValidationOptions } from './frame-check.js';
 import type { HwaccelChoice } from './hwaccel.js';
-import type { JpegEncoderChoice } from './jpeg-encoder-setting.js';
 
 export interface CameraSettings {
   fps: number;
@@ -36,11 +35,8 @@ export interface CameraSettings {
   thumbnailWidth: number;
   /** Downscale JPEGs wider than this (keeps the aspect ratio): `jpegWidth`, or the older `max-width` camera key. */
   maxWidth?: number;
-  /** Huffman tables (`jpegTables`): standard (less CPU) or optimal (smaller files). */
+  /** mjpeg's Huffman tables (`jpegTables`): standard (less CPU) or optimal (smaller files). */
   jpegTables?: 'standard' | 'optimal';
-  /** The JPEG encoder (resolved once at start-up by resolveJpegEncoder) and its library. */
-  jpegEncoder?: JpegEncoderChoice;
-  turbojpegLibrary?: string;
   /**
    * The camera's lower-resolution stream (sub-stream): frames are taken from it, and the
    * camera's own url is not opened by capture (it stays the camera's identity, for

@@ -162,8 +162,6 @@ export class CaptureService {
           jpegQuality: set.jpegQuality,
           maxWidth: set.maxWidth,
           jpegTables: set.jpegTables,
-          jpegEncoder: set.jpegEncoder,
-          turbojpegLibrary: set.turbojpegLibrary,
           thumbnailWidth: set.thumbnailWidth,
           openTimeoutMs: set.timeoutMs,
           readTimeoutMs: set.timeoutMs,

@@ -1,7 +1,6 @@
 /**
- * Sampled frames to JPEG (4:2:0, full range as JPEG requires, the standard Huffman tables
- * of JPEG Annex K) with libjpeg-turbo (turbojpeg.ts, the default where it loads) or FFmpeg's
- * mjpeg encoder, fed straight from the decoder's YUV planes:
+ * Sampled frames to JPEG with FFmpeg's mjpeg encoder (4:2:0, full range as JPEG requires,
+ * the standard Huffman tables of JPEG Annex K), fed straight from the decoder's YUV planes:
  * - full-range 4:2:0 frames (yuvj420p, or yuv420p flagged full range, as many IP cameras
  *   send) go to the encoder as they are: no copy, no conversion;
  * - limited-range 4:2:0 frames (most H.264/H.265 streams) get the range fixed by FFmpeg's
@@ -16,9 +15,7 @@
  *   ~-0.3 ms) for the same pixels (entropy coding is lossless) and ~19 % more bytes.
  * - Range: the colorspace filter costs 3.1 M instructions a frame, the 256-entry table
  *   (`lutyuv`) used before 8.3 M, swscale at the same size more than both.
- * - libjpeg-turbo from the planes (tj3CompressFromYUVPlanes8) costs less than mjpeg at a
- *   higher quality (libjpeg's quality scale; mjpeg's qscale mapping is coarser); through
- *   sharp it needs an RGB copy first and costs ~4x as much per frame.
+ * - libjpeg-turbo through sharp needs an RGB copy first and costs ~4x as much per frame.
  * The old path (swscale for the range, then mjpeg) is kept selectable as `path: 'swscale'`
  * and `huffman: 'optimal'` as an option, so the benchmarks measure them in the same run.
  */
@@ -34,22 +31,16 @@ import {
 } from 'node-av/constants';
 import { Codec, CodecContext, FFmpegError, type Frame, Packet, Rational } from 'node-av/lib';
 import { FullRange } from './full-range.js';
-import type { JpegEncoderChoice } from './jpeg-encoder-setting.js';
 import { Scaler } from './reader-scaler.js';
-import { loadTurboJpeg, TurboJpeg } from './turbojpeg.js';
 
 /** How frames reach the encoder: 'planes' (the default, above) or 'swscale' (every frame through swscale). */
 export type JpegPath = 'planes' | 'swscale';
-/** Huffman tables: 'default' (JPEG Annex K, the default here) or 'optimal' (built per picture, a second pass). */
+/** mjpeg's Huffman tables: 'default' (JPEG Annex K, the default here) or 'optimal' (built per picture, a second pass). */
 export type JpegHuffman = 'optimal' | 'default';
 
 export interface JpegOptions {
   path?: JpegPath;
   huffman?: JpegHuffman;
-  /** Default mjpeg; turbojpeg was resolved beforehand (jpeg-encoder-setting.ts). */
-  encoder?: JpegEncoderChoice;
-  /** The libturbojpeg to load (default: the bundled one). */
-  turbojpegLibrary?: string;
 }
 
 export interface EncodedJpeg {
@@ -68,7 +59,6 @@ export class JpegEncoder {
 
   private readonly path: JpegPath;
   private readonly huffman: JpegHuffman;
-  private readonly turbo?: TurboJpeg;
 
   constructor(
     quality: number,
@@ -77,11 +67,6 @@ export class JpegEncoder {
   ) {
     this.path = o.path ?? 'planes';
     this.huffman = o.huffman ?? 'default';
-    if (o.encoder === 'turbojpeg') {
-      const lib = loadTurboJpeg(o.turbojpegLibrary);
-      if (typeof lib === 'string') throw new Error(`JPEG encoder turbojpeg: ${lib}`);
-      this.turbo = new TurboJpeg(lib, quality, this.huffman === 'optimal');
-    }
     // Quality 1..100 onto mjpeg's qscale 31..2.
     const qscale = Math.round(2 + ((100 - quality) / 99) * 29);
     this.lambda = qscale * FF_QP2LAMBDA;
@@ -96,7 +81,6 @@ export class JpegEncoder {
       width = this.maxWidth;
     }
     const input = this.prepare(frame, width, height);
-    if (this.turbo) return { jpeg: this.turbo.compress(input), width, height };
     const ctx = this.encoderFor(input);
     input.quality = this.lambda;
     // A looped file restarts its timestamps; the encoder rejects pts going back.
@@ -151,7 +135,6 @@ export class JpegEncoder {
   }
 
   close(): void {
-    this.turbo?.close();
     this.ctx?.freeContext();
     this.ctx = undefined;
     this.scaler.close();

@@ -5,7 +5,6 @@ import { cameraConfigs, withDetectUrls } from './camera-config.js';
 import type { CaptureOptions } from './capture-service.js';
 import { DEFAULT_VALIDATION, parsePolicy } from './frame-check.js';
 import { resolveHwaccel } from './hwaccel.js';
-import { resolveJpegEncoder } from './jpeg-encoder-setting.js';
 
 /** What the host provides: connections and telemetry. */
 export type CaptureDeps = Pick<CaptureOptions, 'redis' | 'shards' | 'tracer' | 'metrics' | 'logger'>;
@@ -19,7 +18,6 @@ export interface CaptureExtras {
   /** Where config.detectUrls / config.hwaccel came from, for their errors (default: the config key). */
   detectUrlsFrom?: string;
   hwaccelFrom?: string;
-  jpegEncoderFrom?: string;
 }
 
 /**
@@ -39,7 +37,6 @@ export function captureOptions(config: Config, extras: CaptureExtras): (deps: Ca
   }
   // A GPU asked for but not there stops here (exit 2), before any camera opens.
   const hwaccel = resolveHwaccel(config.hwaccel, extras.hwaccelFrom ?? 'hwaccel');
-  const jpeg = resolveJpegEncoder(config.jpegEncoder, config.turbojpegLibrary, extras.jpegEncoderFrom ?? 'jpegEncoder');
   if (config.thumbnailWidth !== 0 && config.thumbnailWidth < 8) {
     throw new InvalidInputError(`--thumbnail-width "${config.thumbnailWidth}" must be 0 (no thumbnail) or 8..1920`);
   }
@@ -52,8 +49,6 @@ export function captureOptions(config: Config, extras: CaptureExtras): (deps: Ca
   return (deps) => {
     if (hwaccel.note) deps.logger.warn('hwaccel', { hwaccel: hwaccel.chosen, note: hwaccel.note });
     else if (hwaccel.chosen !== 'none') deps.logger.info('hwaccel', { hwaccel: hwaccel.chosen, setting: hwaccel.setting });
-    if (jpeg.note) deps.logger.warn('jpeg encoder', { jpegEncoder: jpeg.chosen, note: jpeg.note });
-    else deps.logger.info('jpeg encoder', { jpegEncoder: jpeg.chosen, library: jpeg.library });
     return {
       ...deps,
       cameras,
@@ -69,8 +64,6 @@ export function captureOptions(config: Config, extras: CaptureExtras): (deps: Ca
         thumbnailWidth: config.thumbnailWidth,
         maxWidth: config.jpegWidth || undefined,
         jpegTables: config.jpegTables,
-        jpegEncoder: jpeg.chosen,
-        turbojpegLibrary: jpeg.library,
         hwaccel: hwaccel.chosen,
         ffmpegOptions: extras.ffmpegOptions ?? {},
         validation: { ...DEFAULT_VALIDATION, policy, frozenAfterMs: config.frozenAfter },

@@ -33,7 +33,6 @@
 import './node-av-polyfill.js';
 import { AVERROR_EOF, SWS_AREA, SWS_BILINEAR } from 'node-av/constants';
 import type { HwaccelChoice } from './hwaccel.js';
-import type { JpegEncoderChoice } from './jpeg-encoder-setting.js';
 import { JpegEncoder, type JpegHuffman, type JpegPath } from './jpeg-encoder.js';
 import { Pacer, Sampler, Timeline } from './reader-clock.js';
 import { ThreadCpu } from './reader-cpu.js';
@@ -70,11 +69,8 @@ export interface ReaderOptions {
   hwaccel?: HwaccelChoice;
   /** How frames reach the JPEG encoder (jpeg-encoder.ts); default planes. For the benchmark. */
   jpegPath?: JpegPath;
-  /** Huffman tables (jpeg-encoder.ts has the default): the `jpegTables` setting. */
+  /** mjpeg's Huffman tables (jpeg-encoder.ts has the default): the `jpegTables` setting. */
   jpegHuffman?: JpegHuffman;
-  /** The JPEG encoder (resolved beforehand, see jpeg-encoder-setting.ts); default mjpeg. */
-  jpegEncoder?: JpegEncoderChoice;
-  turbojpegLibrary?: string;
 }
 
 export interface OpenInfo {
@@ -137,12 +133,7 @@ export function runReader(o: ReaderOptions, hooks: ReaderHooks): void {
   const sampler = new Sampler(1000 / o.fps);
   const pacer = o.kind === 'rtsp' ? undefined : new Pacer(hooks.wait);
   const timeline = new Timeline(1000 / o.fps);
-  const encoder = new JpegEncoder(o.quality, o.maxWidth, {
-    path: o.jpegPath,
-    huffman: o.jpegHuffman,
-    encoder: o.jpegEncoder,
-    turbojpegLibrary: o.turbojpegLibrary,
-  });
+  const encoder = new JpegEncoder(o.quality, o.maxWidth, { path: o.jpegPath, huffman: o.jpegHuffman });
   const checker = new FrameChecker(o.validation);
   const grayCheck = new GrayScaler(FrameChecker.WIDTH, FrameChecker.HEIGHT, SWS_AREA);
   const thumbs = o.thumbnailWidth > 0 ? new GrayScaler(o.thumbnailWidth, 0, SWS_BILINEAR) : undefined;

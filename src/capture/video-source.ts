@@ -15,7 +15,6 @@ import { redactUrl } from '../config/redact.js';
 import { InvalidInputError } from '../domain/errors.js';
 import { DEFAULT_VALIDATION, type FrameFlag, type ValidationOptions } from './frame-check.js';
 import type { HwaccelChoice } from './hwaccel.js';
-import type { JpegEncoderChoice } from './jpeg-encoder-setting.js';
 import { PHASE, PROGRESS, type OpenInfo, type ReaderOptions, type ReaderStats, type SourceKind } from './reader.js';
 import { ReaderThread, type ReaderSession } from './reader-thread.js';
 import { AV, deserializeError, SourceError, SourceTimeoutError } from './source-errors.js';
@@ -61,12 +60,8 @@ export interface VideoSourceOptions {
   jpegQuality?: number;
   /** optional downscale keeping aspect */
   maxWidth?: number;
-  /** Huffman tables; default standard */
+  /** mjpeg's Huffman tables; default standard */
   jpegTables?: 'standard' | 'optimal';
-  /** already resolved (resolveJpegEncoder in jpeg-encoder-setting.ts); default mjpeg */
-  jpegEncoder?: JpegEncoderChoice;
-  /** the libturbojpeg for turbojpeg (default: the bundled one) */
-  turbojpegLibrary?: string;
   /** gray thumbnail of this width (height keeps the aspect ratio); default none */
   thumbnailWidth?: number;
   /** default 5000; counted from when the reader thread starts opening */
@@ -176,8 +171,6 @@ function resolveOptions(opts: VideoSourceOptions): Resolved {
       quality,
       maxWidth: opts.maxWidth,
       jpegHuffman: opts.jpegTables === 'optimal' ? 'optimal' : 'default',
-      jpegEncoder: opts.jpegEncoder ?? 'mjpeg',
-      turbojpegLibrary: opts.turbojpegLibrary,
       thumbnailWidth,
       readTimeoutMs,
       rtspTimeoutMs,

@@ -56,8 +56,6 @@ export interface Config {
   jpegWidth: number;
   detectUrls: string[];
   jpegTables: 'standard' | 'optimal';
-  jpegEncoder: 'auto' | 'turbojpeg' | 'mjpeg';
-  turbojpegLibrary: string;
   hwaccel: 'none' | 'vaapi' | 'cuda' | 'qsv' | 'auto';
   /** Per-camera keys of the config file's `cameras` objects (beyond id and url), by camera id; only when the cameras come from the file. */
   cameraOptions?: Record<string, Record<string, unknown>>;

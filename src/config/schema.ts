@@ -325,21 +325,6 @@ export const CONFIG_KEYS = {
     description:
       'capture: JPEG Huffman tables: standard (JPEG Annex K, ~20 % less encoder CPU) or optimal (built per picture: ~16 % smaller files, the same pixels)',
   },
-  jpegEncoder: {
-    type: 'string',
-    default: 'auto',
-    env: 'DETEKTR_JPEG_ENCODER',
-    choices: ['auto', 'turbojpeg', 'mjpeg'],
-    description:
-      "capture: JPEG encoder: turbojpeg (libjpeg-turbo from the decoder's planes: less CPU, libjpeg's quality scale), mjpeg (FFmpeg's), or auto (turbojpeg where its library loads, else mjpeg, reported)",
-  },
-  turbojpegLibrary: {
-    type: 'string',
-    default: '',
-    env: 'DETEKTR_TURBOJPEG_LIBRARY',
-    description:
-      'capture: path of the libturbojpeg (libjpeg-turbo 3.0 or later) for the turbojpeg encoder; empty: the one the optional package @julusian/jpeg-turbo ships for Linux',
-  },
   hwaccel: {
     type: 'string',
     default: 'none',

@@ -45,8 +45,6 @@ export interface ValidateOptions {
   redisError?: () => unknown;
   /** Capture's hwaccel setting: adds the `hwaccel` line (devices this machine has, the one chosen). */
   hwaccel?: string;
-  /** Capture's jpegEncoder and turbojpegLibrary settings: add the `jpeg encoder` line (the one chosen, its library or why not). */
-  jpegEncoder?: { setting: string; library: string };
 }
 
 export interface ValidateReport {
@@ -288,11 +286,6 @@ async function hwaccelCheck(setting: string): Promise<CheckResult> {
   return { check: 'hwaccel', ...hwaccelReport(setting) };
 }
 
-async function jpegEncoderCheck(setting: string, library: string): Promise<CheckResult> {
-  const { jpegEncoderReport } = await import('../capture/jpeg-encoder-setting.js');
-  return { check: 'jpeg encoder', ...jpegEncoderReport(setting, library) };
-}
-
 /** Runs every check concurrently, each bounded in time; the report's status is the worst. */
 export async function validate(o: ValidateOptions): Promise<ValidateReport> {
   const started = performance.now();
@@ -321,7 +314,6 @@ export async function validate(o: ValidateOptions): Promise<ValidateReport> {
   ]);
   const checks = groups.flat();
   if (o.hwaccel) checks.push(await hwaccelCheck(o.hwaccel));
-  if (o.jpegEncoder) checks.push(await jpegEncoderCheck(o.jpegEncoder.setting, o.jpegEncoder.library));
   if (o.e2e) {
     const ready = !checks.some((c) => c.status === 'fail' && (c.check === 'redis' || c.check === 'postgres' || c.check === 'processors'));
     // One probe per shard: each shard's buffer, processors and store must carry a frame.

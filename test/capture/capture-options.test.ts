@@ -1,4 +1,4 @@
-// `detektr capture --jpeg-width / --detect-url / --hwaccel / --jpeg-encoder` as a user runs them (dist/:
+// `detektr capture --jpeg-width / --detect-url / --hwaccel` as a user runs them (dist/:
 // `npm run build` first), publishing to the real Redis.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { freePort } from '../helpers/rtsp-server.js';
 const SRC = 'lavfi:testsrc2=size=640x360:rate=25';
 const SUB = 'lavfi:testsrc2=size=320x180:rate=25';
 
-describe('detektr capture: JPEG width, sub-stream, hwaccel, JPEG encoder', () => {
+describe('detektr capture: JPEG width, sub-stream, hwaccel', () => {
   let t: TestRedis;
   let dir: string;
   let env: NodeJS.ProcessEnv;
@@ -90,7 +90,6 @@ describe('detektr capture: JPEG width, sub-stream, hwaccel, JPEG encoder', () =>
       /--detect-url a: unsupported scheme "http" in "http:\/\/admin:\*\*\*@host\/x"/,
     ],
     [['--hwaccel', 'gpu'], /--hwaccel: "gpu" must be one of none, vaapi, cuda, qsv, auto/],
-    [['--jpeg-encoder', 'libjpeg'], /--jpeg-encoder: "libjpeg" must be one of auto, turbojpeg, mjpeg/],
   ])('exits 2 naming the bad flag: %j', async (args, message) => {
     const r = await runDetektr(['capture', '--camera', `a=${SRC}`, ...args], env);
     expect(r.code).toBe(2);
@@ -104,24 +103,6 @@ describe('detektr capture: JPEG width, sub-stream, hwaccel, JPEG encoder', () =>
     const r = await runDetektr(['capture', '--camera', `a=${SRC}`, '--hwaccel', missing!], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(new RegExp(`--hwaccel: "${missing}" is not available on this machine: cannot open a ${missing} device`));
-    expect(await sizes()).toEqual({});
-  });
-
-  it('JPEG encoder: auto takes libjpeg-turbo; a library that does not load falls back to mjpeg, said in a warning', async () => {
-    const auto = await runDetektr(['capture', '--camera', `a=${SRC}`, '--max-frames', '1'], env, 60_000);
-    expect(auto.code, auto.stderr).toBe(0);
-    expect(auto.stderr).toMatch(/"level":"info".*"msg":"jpeg encoder".*"jpegEncoder":"turbojpeg".*"library":".*libturbojpeg\.so\.0"/);
-    expect(await sizes()).toEqual({ a: ['640x360'] });
-
-    const missing = { ...env, DETEKTR_TURBOJPEG_LIBRARY: join(dir, 'libturbojpeg.so.0') };
-    const fallback = await runDetektr(['capture', '--camera', `a=${SRC}`, '--max-frames', '1'], missing, 60_000);
-    expect(fallback.code, fallback.stderr).toBe(0);
-    expect(fallback.stderr).toMatch(/"level":"warn".*"msg":"jpeg encoder".*"jpegEncoder":"mjpeg".*auto: libjpeg-turbo is not available/);
-    expect(await sizes()).toEqual({ a: ['640x360'] });
-
-    const refused = await runDetektr(['capture', '--camera', `a=${SRC}`, '--jpeg-encoder', 'turbojpeg'], missing);
-    expect(refused.code).toBe(2);
-    expect(refused.stderr).toMatch(/--jpeg-encoder: turbojpeg is not available: cannot use .*libturbojpeg\.so\.0/);
     expect(await sizes()).toEqual({});
   });
 });

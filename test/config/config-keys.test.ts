@@ -95,9 +95,6 @@ const KEYS: Record<ConfigKey, Entry> = {
   thumbnailWidth: { value: 64, services: ['capture'] },
   jpegWidth: { value: 640, services: ['capture'] },
   jpegTables: { value: 'optimal', services: ['capture'] },
-  jpegEncoder: { value: 'mjpeg', services: ['capture'] },
-  // A library that does not load: auto falls back to mjpeg (test/capture/turbojpeg.test.ts).
-  turbojpegLibrary: { value: '/nonexistent/libturbojpeg.so.0', services: ['capture'] },
   detectUrls: { value: ['a=testsrc'], services: ['capture'] },
   hwaccel: {
     value: 'auto',
