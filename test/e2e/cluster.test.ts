@@ -163,8 +163,20 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
     // Every frame of the shards whose master stayed up ended, and said how: completed, or
     // shed with a reason while the processors waited on the failing master (the buffer's
     // documented answer to a backlog).
+    // On a failure, what the workers said (warnings and errors) is in the message.
+    const said = () =>
+      workers
+        .map((w) =>
+          w
+            .stderr()
+            .split('\n')
+            .filter((l) => /"level":"(warn|error)"/.test(l))
+            .slice(-8)
+            .join('\n'),
+        )
+        .join('\n---\n');
     for (const s of report.shards.filter((x) => !lostShards.includes(x.shard)))
-      expect(s.completed + s.failed + s.dropped, `frames of shard ${s.shard} that ended`).toBe(s.sent);
+      expect(s.completed + s.failed + s.dropped, `frames of shard ${s.shard} that ended; the workers said:\n${said()}`).toBe(s.sent);
     // A publish whose reply died with the master may still have been replicated: such a frame
     // is a send error to loadtest and yet ends in the store.
     for (const s of report.shards.filter((x) => lostShards.includes(x.shard)))
