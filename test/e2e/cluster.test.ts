@@ -164,9 +164,6 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
         `dropped ${report.dropped} ${JSON.stringify(report.droppedByReason)}, unaccounted ${report.unaccounted} ` +
         `(shards on the killed master: ${lostShards.join(',')}); per shard ${JSON.stringify(report.shards)}`,
     );
-    // Every frame of the shards whose master stayed up ended, and said how: completed, or
-    // shed with a reason while the processors waited on the failing master (the buffer's
-    // documented answer to a backlog).
     // On a failure, what the workers said (warnings and errors) is in the message.
     const said = () =>
       workers
@@ -179,6 +176,9 @@ describe('on a real Redis Cluster (3 masters + 3 replicas), 3 shards', () => {
             .join('\n'),
         )
         .join('\n---\n');
+    // Every frame of the shards whose master stayed up ended, and said how: completed, or
+    // shed with a reason while the processors waited on the failing master (the buffer's
+    // documented answer to a backlog).
     for (const s of report.shards.filter((x) => !lostShards.includes(x.shard)))
       expect(s.completed + s.failed + s.dropped, `frames of shard ${s.shard} that ended; the workers said:\n${said()}`).toBe(s.sent);
     // A publish whose reply died with the master may still have been replicated: such a frame
